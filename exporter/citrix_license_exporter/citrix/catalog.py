@@ -1,0 +1,473 @@
+"""The release catalog: which License Server builds exist and when each was released.
+
+Citrix publishes no machine-readable release feed, so the exporter carries ``releases.yaml``
+(bundled, and published for others to fetch) and lets users add or override entries. The file
+format, where each date comes from and how bounds are read are described in docs/catalog.md.
+
+A release date is either *exact* (``released``, a source states the day) or *bounded*
+(``released_after``: no earlier than; ``released_by``: no later than). Releases are assumed to
+come out in version order, so the bounds of neighbouring releases also bound each other:
+:meth:`Catalog.earliest_release` and :meth:`Catalog.latest_release` derive them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from importlib import resources
+from typing import Literal
+
+import yaml
+
+from .versions import LicenseServerVersion, VersionParseError
+
+SCHEMA_VERSION = 1
+MAX_DOCUMENT_BYTES = 1_000_000
+MAX_RELEASES = 2000
+MAX_TEXT = 2000
+#: Dates outside this range are typos (and would overflow the deadline arithmetic).
+MIN_DATE = date(1990, 1, 1)
+MAX_DATE = date(2999, 12, 31)
+
+RELEASE_KEYS = frozenset(
+    {"version", "build", "released", "released_after", "released_by", "source", "notes"}
+)
+DOCUMENT_KEYS = frozenset({"schema_version", "generated", "releases"})
+
+DateKind = Literal["exact", "bounded"]
+Problem = tuple[str, str]
+
+
+class CatalogError(ValueError):
+    """Every problem found in one catalog document, as (key path, reason) pairs."""
+
+    def __init__(self, problems: list[Problem], origin: str = "") -> None:
+        self.problems = list(problems)
+        self.origin = origin
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        prefix = f"{self.origin}: " if self.origin else ""
+        return [f"{prefix}{key or '(top level)'}: {reason}" for key, reason in self.problems]
+
+
+@dataclass(frozen=True)
+class Release:
+    """One build of the License Server and what is known about its release date."""
+
+    version: LicenseServerVersion
+    released: date | None
+    released_after: date | None
+    released_by: date | None
+    source: str
+    notes: str = ""
+    origin: str = "bundled"
+
+    @property
+    def build(self) -> int:
+        return self.version.build
+
+    @property
+    def date_kind(self) -> DateKind:
+        """``exact`` when a source states the day, else ``bounded``."""
+        return "exact" if self.released is not None else "bounded"
+
+    @property
+    def earliest_release(self) -> date | None:
+        """This entry's own lower bound: the exact date, else ``released_after``, else None.
+
+        The deadline logic also uses the bounds of earlier releases: see
+        :meth:`Catalog.earliest_release`.
+        """
+        return self.released if self.released is not None else self.released_after
+
+    @property
+    def latest_release(self) -> date | None:
+        """This entry's own upper bound: the exact date, else ``released_by``, else None."""
+        return self.released if self.released is not None else self.released_by
+
+    def describe_date(self) -> str:
+        """Human text for the date as the catalog states it, e.g. ``released by 2024-12-03``."""
+        if self.released is not None:
+            return f"released {self.released.isoformat()}"
+        parts = []
+        if self.released_after is not None:
+            parts.append(f"after {self.released_after.isoformat()}")
+        if self.released_by is not None:
+            parts.append(f"by {self.released_by.isoformat()}")
+        return "released " + ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class DateBound:
+    """A derived bound on a release date and the reason it holds."""
+
+    date: date
+    #: ``own`` (the entry's own date), ``neighbour`` (from an earlier or later release),
+    #: or ``fallback`` (no bound of the wanted side exists; the other side was used).
+    basis: Literal["own", "neighbour", "fallback"]
+    #: The release whose date gave the bound (the entry itself for ``own`` and ``fallback``).
+    from_release: Release
+
+    def describe(self) -> str:
+        r = self.from_release
+        if self.basis == "neighbour":
+            return f"{self.date.isoformat()}, as build {r.build} was {r.describe_date()}"
+        return self.date.isoformat()
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Releases sorted by version, one entry per build."""
+
+    releases: tuple[Release, ...] = ()
+    generated: date | None = None
+    _by_build: Mapping[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ordered = tuple(sorted(self.releases, key=lambda r: r.version))
+        index: dict[int, int] = {}
+        for i, r in enumerate(ordered):
+            if r.build in index:
+                raise ValueError(f"duplicate build {r.build} in catalog")
+            index[r.build] = i
+        object.__setattr__(self, "releases", ordered)
+        object.__setattr__(self, "_by_build", index)
+
+    def find(self, v: LicenseServerVersion) -> Release | None:
+        """The entry with this build and the same version (11.17.2 equals 11.17.2.0)."""
+        i = self._by_build.get(v.build)
+        if i is None:
+            return None
+        r = self.releases[i]
+        return r if r.version == v else None
+
+    def newer_than(self, v: LicenseServerVersion) -> tuple[Release, ...]:
+        """Releases strictly newer than ``v``, oldest first."""
+        return tuple(r for r in self.releases if r.version > v)
+
+    def latest(self) -> Release | None:
+        return self.releases[-1] if self.releases else None
+
+    def counts_by_origin(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.releases:
+            counts[r.origin] = counts.get(r.origin, 0) + 1
+        return counts
+
+    def _position(self, release: Release) -> int:
+        i = self._by_build.get(release.build)
+        if i is None or self.releases[i] != release:
+            raise ValueError(f"build {release.build} is not this catalog's entry")
+        return i
+
+    def earliest_release(self, release: Release) -> DateBound:
+        """The earliest day ``release`` can have come out, for deadlines that must never be late.
+
+        An exact date is used as is. Otherwise the tightest lower bound among the entry's own
+        ``released_after`` and the exact dates and ``released_after`` bounds of every earlier
+        release (releases come out in version order, so none can predate an earlier one). The
+        closest such release wins a tie. With no lower bound anywhere, ``released_by`` is used
+        (basis ``fallback``): the only case where a deadline can come out late.
+        """
+        i = self._position(release)
+        if release.released is not None:
+            return DateBound(release.released, "own", release)
+        best: DateBound | None = None
+        if release.released_after is not None:
+            best = DateBound(release.released_after, "own", release)
+        for earlier in reversed(self.releases[:i]):
+            d = earlier.earliest_release
+            if d is not None and (best is None or d > best.date):
+                best = DateBound(d, "neighbour", earlier)
+        if release.released_by is not None and (best is None or best.date > release.released_by):
+            # Contradicting data (an earlier release's lower bound after this one's upper
+            # bound): the earlier date keeps the deadline early.
+            if best is None:
+                return DateBound(release.released_by, "fallback", release)
+            return DateBound(release.released_by, "own", release)
+        if best is None:  # pragma: no cover - validation requires one of the three dates
+            raise ValueError(f"build {release.build} has no date")
+        return best
+
+    def latest_release(self, release: Release) -> DateBound:
+        """The latest day ``release`` can have come out: the mirror of :meth:`earliest_release`.
+
+        Exact date, else the tightest upper bound among its own ``released_by`` and the exact
+        dates and ``released_by`` bounds of every later release; with none, ``released_after``
+        (basis ``fallback``).
+        """
+        i = self._position(release)
+        if release.released is not None:
+            return DateBound(release.released, "own", release)
+        best: DateBound | None = None
+        if release.released_by is not None:
+            best = DateBound(release.released_by, "own", release)
+        for later in self.releases[i + 1 :]:
+            d = later.latest_release
+            if d is not None and (best is None or d < best.date):
+                best = DateBound(d, "neighbour", later)
+        if release.released_after is not None and (
+            best is None or best.date < release.released_after
+        ):
+            if best is None:
+                return DateBound(release.released_after, "fallback", release)
+            return DateBound(release.released_after, "own", release)
+        if best is None:  # pragma: no cover - validation requires one of the three dates
+            raise ValueError(f"build {release.build} has no date")
+        return best
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _date(value: object) -> date | None:
+    """A YAML date, or an ISO ``YYYY-MM-DD`` string (JSON has no date type)."""
+    if isinstance(value, datetime):
+        return None
+    if isinstance(value, date):
+        d = value
+    elif isinstance(value, str) and len(value) == 10:
+        try:
+            d = date.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return d if MIN_DATE <= d <= MAX_DATE else None
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, str) and value.strip() and len(value) <= MAX_TEXT:
+        return value.strip()
+    return None
+
+
+def _parse_release(item: object, origin: str, path: str, problems: list[Problem]) -> Release | None:
+    if not isinstance(item, dict):
+        problems.append((path, "expected a mapping with version, build, dates and source"))
+        return None
+    start = len(problems)
+    for key in item:
+        if key not in RELEASE_KEYS:
+            problems.append((_join(path, str(key)), "unknown key"))
+
+    version = None
+    raw_version = item.get("version")
+    if raw_version is None:
+        problems.append((_join(path, "version"), "required"))
+    elif not isinstance(raw_version, str):
+        problems.append((_join(path, "version"), 'expected a quoted string like "11.17.2.0"'))
+    else:
+        version = raw_version
+
+    build = item.get("build")
+    if build is None:
+        problems.append((_join(path, "build"), "required"))
+        build = None
+    elif isinstance(build, bool) or not isinstance(build, int) or not 0 < build <= 999_999_999:
+        problems.append((_join(path, "build"), "expected a positive whole number"))
+        build = None
+
+    lsv: LicenseServerVersion | None = None
+    if version is not None and build is not None:
+        try:
+            lsv = LicenseServerVersion.of(version, build)
+        except VersionParseError as exc:
+            problems.append((_join(path, "version"), str(exc)))
+
+    dates: dict[str, date | None] = {}
+    for key in ("released", "released_after", "released_by"):
+        if key not in item:
+            dates[key] = None
+            continue
+        d = _date(item[key])
+        if d is None:
+            problems.append(
+                (
+                    _join(path, key),
+                    f"expected a date YYYY-MM-DD between {MIN_DATE} and {MAX_DATE}",
+                )
+            )
+        dates[key] = d
+    released, after, by = dates["released"], dates["released_after"], dates["released_by"]
+    present = {k for k in ("released", "released_after", "released_by") if k in item}
+    if "released" in present and present & {"released_after", "released_by"}:
+        problems.append(
+            (path, "give either released (exact date) or released_after/released_by (bounds)")
+        )
+    elif not present:
+        problems.append((path, "one of released, released_after or released_by is required"))
+    if after is not None and by is not None and after > by:
+        problems.append((_join(path, "released_after"), f"{after} is later than released_by {by}"))
+
+    source = _text(item.get("source"))
+    if source is None:
+        problems.append(
+            (_join(path, "source"), f"required: a non-empty text of at most {MAX_TEXT} characters")
+        )
+    notes = ""
+    if item.get("notes") is not None:
+        n = item["notes"]
+        if not isinstance(n, str) or len(n) > MAX_TEXT:
+            problems.append(
+                (_join(path, "notes"), f"expected a text of at most {MAX_TEXT} characters")
+            )
+        else:
+            notes = n.strip()
+
+    if len(problems) > start or lsv is None or source is None:
+        return None
+    return Release(
+        version=lsv,
+        released=released,
+        released_after=after,
+        released_by=by,
+        source=source,
+        notes=notes,
+        origin=origin,
+    )
+
+
+def _check_order(entries: list[tuple[str, Release]], problems: list[Problem]) -> None:
+    """Releases come out in version order: no lower bound may pass a later upper bound."""
+    ordered = sorted(entries, key=lambda e: e[1].version)
+    highest: tuple[date, Release] | None = None
+    for path, r in ordered:
+        upper = r.latest_release
+        if highest is not None and upper is not None and highest[0] > upper:
+            earlier = highest[1]
+            problems.append(
+                (
+                    path,
+                    f"build {r.build} is {r.describe_date()}, but the older build "
+                    f"{earlier.build} was {earlier.describe_date()}; releases are "
+                    "expected in version order",
+                )
+            )
+        lower = r.earliest_release
+        if lower is not None and (highest is None or lower > highest[0]):
+            highest = (lower, r)
+
+
+def parse_releases(raw: object, origin: str, path: str) -> tuple[list[Release], list[Problem]]:
+    """Validate a YAML-loaded list of release entries.
+
+    Returns the valid releases and every problem as (key path, reason), e.g.
+    ``("catalog.releases[3].released_by", "...")``. Invalid entries are left out.
+    """
+    problems: list[Problem] = []
+    if not isinstance(raw, list):
+        return [], [(path, "expected a list of releases")]
+    if len(raw) > MAX_RELEASES:
+        return [], [(path, f"{len(raw)} releases, at most {MAX_RELEASES} are accepted")]
+    entries: list[tuple[str, Release]] = []
+    seen: dict[int, str] = {}
+    for i, item in enumerate(raw):
+        ipath = _join(path, i)
+        release = _parse_release(item, origin, ipath, problems)
+        if release is None:
+            continue
+        if release.build in seen:
+            problems.append(
+                (
+                    _join(ipath, "build"),
+                    f"duplicate build {release.build} (also at {seen[release.build]})",
+                )
+            )
+            continue
+        seen[release.build] = ipath
+        entries.append((ipath, release))
+    _check_order(entries, problems)
+    return [r for _, r in entries], problems
+
+
+def parse_catalog_document(
+    data: bytes | str, origin: str, max_bytes: int = MAX_DOCUMENT_BYTES
+) -> Catalog:
+    """Parse a whole catalog file (``schema_version``, ``generated``, ``releases``).
+
+    Uses ``yaml.safe_load`` only. Raises CatalogError listing every problem.
+    """
+    size = len(data.encode("utf-8")) if isinstance(data, str) else len(data)
+    if size > max_bytes:
+        raise CatalogError([("", f"document is {size} bytes, the limit is {max_bytes}")], origin)
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise CatalogError([("", f"not UTF-8 text: {exc.reason}")], origin) from None
+    else:
+        text = data
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise CatalogError([(where, f"invalid YAML: {problem}")], origin) from None
+    except (ValueError, RecursionError) as exc:  # e.g. 2021-02-30 fails inside the loader
+        raise CatalogError([("", f"invalid YAML value: {exc}")], origin) from None
+
+    if not isinstance(doc, dict):
+        raise CatalogError(
+            [("", "expected a mapping with schema_version, generated and releases")], origin
+        )
+    problems: list[Problem] = []
+    for key in doc:
+        if key not in DOCUMENT_KEYS:
+            problems.append((str(key), "unknown key"))
+    sv = doc.get("schema_version")
+    if sv is None:
+        problems.append(("schema_version", "required"))
+    elif isinstance(sv, bool) or not isinstance(sv, int):
+        problems.append(("schema_version", "expected a whole number"))
+    elif sv != SCHEMA_VERSION:
+        problems.append(
+            (
+                "schema_version",
+                f"unsupported schema_version {sv}; this exporter reads {SCHEMA_VERSION}",
+            )
+        )
+    generated = None
+    if doc.get("generated") is not None:
+        generated = _date(doc["generated"])
+        if generated is None:
+            problems.append(("generated", "expected a date YYYY-MM-DD"))
+    releases: list[Release] = []
+    if "releases" not in doc:
+        problems.append(("releases", "required"))
+    else:
+        releases, more = parse_releases(doc["releases"], origin, "releases")
+        problems.extend(more)
+    if problems:
+        raise CatalogError(problems, origin)
+    return Catalog(tuple(releases), generated)
+
+
+@functools.cache
+def load_bundled() -> Catalog:
+    """The catalog shipped inside the package (origin ``bundled``), parsed once."""
+    data = resources.files(__package__).joinpath("releases.yaml").read_bytes()
+    return parse_catalog_document(data, "bundled")
+
+
+def merge(*catalogs_in_precedence_order: Catalog) -> Catalog:
+    """One catalog from several: per build the first catalog that has it wins.
+
+    ``generated`` is the newest of the inputs' dates.
+    """
+    chosen: dict[int, Release] = {}
+    for catalog in catalogs_in_precedence_order:
+        for r in catalog.releases:
+            chosen.setdefault(r.build, r)
+    dates = [c.generated for c in catalogs_in_precedence_order if c.generated is not None]
+    return Catalog(tuple(chosen.values()), max(dates) if dates else None)

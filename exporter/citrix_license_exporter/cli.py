@@ -1,0 +1,190 @@
+"""Command line: flags in the Prometheus dotted style, each with a CITRIX_LICENSE_EXPORTER_* twin.
+
+    citrix-license-exporter --config.file=config.yml      run the exporter
+    citrix-license-exporter --config.check --config.file=config.yml
+    citrix-license-exporter demo                          simulated License Servers + exporter
+    citrix-license-exporter catalog show|check FILE       the release catalog
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from . import __version__
+from .config import ConfigError, load_config
+from .log import LEVELS, setup_logging
+
+log = logging.getLogger("citrix_license_exporter")
+
+DEFAULT_PORT = 9957
+ENV_PREFIX = "CITRIX_LICENSE_EXPORTER_"
+
+
+def _env(flag: str, default: str | None) -> str | None:
+    return os.environ.get(ENV_PREFIX + flag.replace(".", "_").replace("-", "_").upper(), default)
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """``:9957``, ``127.0.0.1:9957``, ``[::1]:9957``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
+    host = host.strip("[]")
+    return host or "0.0.0.0", int(port)
+
+
+def _add_server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--web.listen-address", dest="listen", type=parse_listen_address,
+        default=parse_listen_address(_env("web.listen-address", f":{DEFAULT_PORT}") or ""),
+        help=f"address to listen on (default :{DEFAULT_PORT}; env {ENV_PREFIX}WEB_LISTEN_ADDRESS)",
+    )
+    parser.add_argument(
+        "--web.config.file", dest="web_config", default=_env("web.config.file", None),
+        help="exporter-toolkit web configuration (TLS, basic auth) for the exporter's endpoint",
+    )
+    parser.add_argument(
+        "--web.max-concurrent-probes", dest="max_probes", type=int,
+        default=int(_env("web.max-concurrent-probes", "256") or 256),
+        help="probes running at once before more are refused with 503 (default 256)",
+    )
+    parser.add_argument(
+        "--log.level", dest="log_level", choices=LEVELS, default=_env("log.level", "info"),
+    )
+    parser.add_argument(
+        "--log.format", dest="log_format", choices=("logfmt", "json"),
+        default=_env("log.format", "logfmt"),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="citrix-license-exporter",
+        description="Prometheus exporter for Citrix License Servers.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--config.file", dest="config_file",
+        default=_env("config.file", "citrix-license-exporter.yml"),
+        help=f"configuration file (env {ENV_PREFIX}CONFIG_FILE)",
+    )
+    parser.add_argument(
+        "--config.check", dest="config_check", action="store_true",
+        help="validate the configuration file, print every problem, exit 0 or 1",
+    )
+    _add_server_flags(parser)
+    sub = parser.add_subparsers(dest="command")
+    demo = sub.add_parser("demo", help="run on simulated License Servers (no real server)")
+    demo.add_argument("--scenarios", default=None,
+                      help="folder of scenario files (default: the bundled demo fleet)")
+    demo.add_argument("--config.out", dest="config_out", default=None,
+                      help="also write the generated exporter config here")
+    catalog = sub.add_parser("catalog", help="inspect or validate the release catalog")
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
+    catalog_sub.add_parser("show", help="print the effective catalog and implied deadlines")
+    check = catalog_sub.add_parser("check", help="validate a catalog file")
+    check.add_argument("file")
+    return parser
+
+
+def run_server(
+    args: argparse.Namespace,
+    *,
+    demo: bool = False,
+    on_stop: Callable[[], None] | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> int:
+    from .app import ExporterState
+    from .web import ExporterServer
+
+    try:
+        state = ExporterState.load(args.config_file)
+    except ConfigError as exc:
+        for line in exc.lines():
+            log.error("configuration problem", extra={"fields": {"problem": line}})
+        log.error("not starting: the configuration is invalid",
+                  extra={"fields": {"file": args.config_file}})
+        return 1
+    state.demo = demo
+    try:
+        server = ExporterServer(args.listen, state, max_concurrent_probes=args.max_probes)
+    except OSError as exc:
+        log.error("cannot listen", extra={"fields": {"address": args.listen, "reason": str(exc)}})
+        return 1
+    if args.web_config:
+        from .webconfig import install_web_config
+
+        try:
+            install_web_config(server, args.web_config)
+        except ValueError as exc:
+            log.error("invalid web config", extra={"fields": {"file": args.web_config,
+                                                               "reason": str(exc)}})
+            return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            threading.Thread(target=state.reload, name="reload", daemon=True).start()
+        else:
+            log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
+            stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    server.ready.set()
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    log.info(
+        "listening",
+        extra={"fields": {"address": f"{host}:{port}", "version": __version__,
+                          "targets": len(state.config.targets)}},
+    )
+    if announce is not None:
+        announce(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}")
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    if on_stop is not None:
+        on_stop()
+    log.info("stopped")
+    return 0
+
+
+def config_check(path: str) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        print(f"{path}: INVALID ({len(exc.problems)} problem(s))", file=sys.stderr)
+        return 1
+    print(f"{path}: OK ({len(config.modules)} module(s), {len(config.targets)} target(s))")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args)
+    if args.command == "catalog":
+        from .catalog_cli import run_catalog_command
+
+        return int(run_catalog_command(args))
+    if args.config_check:
+        return config_check(args.config_file)
+    return run_server(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The contract between the probe and the collectors.
+
+A collector fetches from one target and returns a plain data object. It names no metric:
+``metrics.py`` turns the data into metric families. The probe runs each collector in a worker
+thread and gives it a ``Deadline``; the collector must keep every socket timeout within
+``deadline.remaining()`` so that its thread ends close to the deadline even when the probe has
+already answered.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..config import ModuleConfig, TargetConfig
+
+
+class CollectorError(Exception):
+    """A failure with a reason safe to log: it must never contain a secret."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """An absolute point in ``time.monotonic()`` time."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0.0
+
+    def check(self, what: str) -> float:
+        """The remaining seconds, or a CollectorError naming ``what`` when none are left."""
+        left = self.remaining()
+        if left <= 0.0:
+            raise CollectorError(f"probe deadline reached before {what}")
+        return left
+
+
+class VersionSource(Protocol):
+    """Collector data that knows the License Server's version string hands it over here.
+
+    The probe feeds the first version it finds into the release policy (citrix/policy.py).
+    """
+
+    @property
+    def license_server_version(self) -> str | None: ...
+
+
+class Collector(Protocol):
+    name: str
+    #: Expensive collectors are cached per target for ``module.<name>.cache_interval``.
+    cached: bool
+
+    def collect(self, target: TargetConfig, module: ModuleConfig, deadline: Deadline) -> Any:
+        """Fetch from ``target``; raise CollectorError (or any exception) on failure."""
+        ...

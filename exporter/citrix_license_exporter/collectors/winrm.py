@@ -1,0 +1,550 @@
+"""The ``winrm`` collector: agentless reads from the License Server over WinRM (WS-Management).
+
+Fetch only; it names no metric. What it does on the server, in this order:
+
+1. WS-Management Enumerate (+ Pull) of the WMI classes ``root\\CitrixLicensing\\
+   Citrix_GT_License_Pool`` and ``Citrix_GT_License``;
+2. Enumerate of ``root\\cimv2`` with a WQL filter for the six licensing services;
+3. one WinRS shell running one fixed, read-only PowerShell command (citrix/onbox.py) for the
+   installed version, the end of the uploader log and the upload bundle names.
+
+The WS-Management client is pypsrp (``WSMan`` and ``WinRS``/``Process``) with its NTLM, Kerberos
+and Basic authentication and WinRM message encryption. Three small additions bound what a
+server can make the exporter do (documented in docs/windows-setup.md):
+
+- ``_BoundedAdapter``: the requests transport adapter under pypsrp. Every HTTP request gets a
+  connect and read timeout within the probe deadline, every answer body is read with a size cap
+  (``max_response_bytes``; a larger Content-Length fails before reading), and a watchdog shuts
+  the sockets at the deadline, so a server dripping one byte at a time cannot hold the thread.
+- ``_SafeWSMan.invoke``: parses every answer with defusedxml (no DTD, no entities) instead of
+  the standard library parser, and never retries with sleeps.
+- error mapping: short, specific reasons without secrets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import requests.adapters
+import spnego.exceptions
+from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
+from pypsrp.shell import CommandState, Process, SignalCode, WinRS
+from pypsrp.wsman import NAMESPACES, WSMan
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from ..citrix.licensing import ParseError, TelemetrySummary, WinRMData, summarize_telemetry
+from ..citrix.onbox import OnBoxData, command_line, parse_output, stderr_summary
+from ..citrix.uploader_log import compliance_attempts, parse_bundles, parse_uploader_log
+from ..citrix.wmi import (
+    CIMV2_ALL_URI,
+    LICENSE_URI,
+    NS,
+    POOL_URI,
+    WQL_DIALECT,
+    Instance,
+    WSManFault,
+    enumeration_page,
+    parse_fault,
+    parse_licenses,
+    parse_pools,
+    parse_services,
+    safe_fromstring,
+    services_query,
+)
+from ..config import ModuleConfig, TargetConfig, WinRMConfig
+from .base import CollectorError, Deadline
+
+log = logging.getLogger(__name__)
+
+# pypsrp logs every message at debug level (256 KiB of Base64 per collection); keep it quiet.
+for _noisy in ("pypsrp", "spnego"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+CONNECT_TIMEOUT = 10.0
+#: WS-Man OperationTimeout upper bound (the server answers or faults within it).
+MAX_OPERATION_TIMEOUT = 60
+#: Enumerations stop after this many Pull requests (a License Server has a few dozen pools).
+MAX_PULLS = 50
+#: WinRS shells idle longer than this are closed by the server (if our Delete never arrives).
+SHELL_IDLE_TIMEOUT = 120
+AUTH_NAMES = {"ntlm": "NTLM", "basic": "Basic", "kerberos": "Kerberos"}
+
+
+class WinRMCollectorError(CollectorError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounding the transport
+
+
+@dataclass
+class _Budget:
+    """The probe deadline, the size cap, and the sockets to shut when the deadline passes."""
+
+    deadline: Deadline
+    max_bytes: int
+    phase: str = "starting"
+    aborted: bool = False
+    _connections: list[Any] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def left(self) -> float:
+        left = self.deadline.remaining()
+        if left <= 0.0 or self.aborted:
+            raise WinRMCollectorError(f"probe deadline reached while {self.phase}")
+        return left
+
+    def track(self, connection: Any) -> None:
+        with self._lock:
+            self._connections.append(connection)
+
+    def abort(self) -> None:
+        """Shut every socket (from the watchdog thread): blocked reads return at once."""
+        with self._lock:
+            self.aborted = True
+            connections = list(self._connections)
+        for connection in connections:
+            sock = getattr(connection, "sock", None)
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    # The plain socket method, also on an SSLSocket: it leaves the TLS object
+                    # to the reading thread, which then sees end of stream.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    @contextlib.contextmanager
+    def watchdog(self) -> Iterator[None]:
+        timer = threading.Timer(self.deadline.remaining(), self.abort)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+
+class _ResponseTooLarge(WinRMCollectorError):
+    pass
+
+
+class _BoundedAdapter(requests.adapters.HTTPAdapter):
+    """A transport adapter whose every wait and every answer is bounded (see module doc)."""
+
+    def __init__(self, budget: _Budget) -> None:
+        self.budget = budget
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        budget = self.budget
+        classes = dict(self.poolmanager.pool_classes_by_scheme)
+        for scheme, base in classes.items():
+
+            class TrackedPool(base):  # type: ignore[valid-type,misc]
+                def _new_conn(self) -> Any:
+                    connection = super()._new_conn()
+                    budget.track(connection)
+                    return connection
+
+            classes[scheme] = TrackedPool
+        self.poolmanager.pool_classes_by_scheme = classes
+
+    def send(  # type: ignore[override]
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: bool | str = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> requests.Response:
+        left = self.budget.left()
+        response = super().send(
+            request,
+            stream=True,
+            timeout=(min(CONNECT_TIMEOUT, left), left),
+            verify=verify,
+            cert=cert,
+            proxies=proxies,
+        )
+        cap = self.budget.max_bytes
+        length = response.headers.get("Content-Length")
+        declared = int(length) if length and length.isdigit() else None
+        if declared is not None and declared > cap:
+            response.close()
+            raise _ResponseTooLarge(
+                f"WinRM answer of {declared} bytes exceeds max_response_bytes ({cap})"
+            )
+        if response.status_code == 401 and declared is not None:
+            # Left unread for pypsrp's authentication hook, which needs the live socket for
+            # channel binding (HTTPS); its size is already known to be within the cap.
+            return response
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            for chunk in response.raw.stream(64 * 1024, decode_content=False):
+                total += len(chunk)
+                if total > cap:
+                    raise _ResponseTooLarge(f"WinRM answer exceeds max_response_bytes ({cap})")
+                chunks.append(chunk)
+        except _ResponseTooLarge:
+            response.close()
+            raise
+        except (Urllib3Error, OSError) as exc:
+            response.close()
+            if self.budget.aborted:
+                raise WinRMCollectorError(
+                    f"probe deadline reached while {self.budget.phase}"
+                ) from None
+            raise WinRMCollectorError(
+                f"connection lost while reading the answer ({type(exc).__name__}) while "
+                f"{self.budget.phase}"
+            ) from None
+        response._content = b"".join(chunks)
+        response._content_consumed = True  # type: ignore[attr-defined]
+        return response
+
+
+# ---------------------------------------------------------------------------------------------
+# pypsrp, with safe parsing
+
+
+class _Fault(WSManFaultError):
+    """A WS-Man fault, parsed safely; ``.fault`` has the details."""
+
+    def __init__(self, fault: WSManFault, http_status: int) -> None:
+        super().__init__(fault.code, None, fault.reason, None, None, None)
+        self.fault = fault
+        self.http_status = http_status
+
+
+class _SafeWSMan(WSMan):  # type: ignore[misc]
+    budget: _Budget
+
+    def invoke(
+        self,
+        action: str,
+        resource_uri: str,
+        resource: ET.Element | None,
+        option_set: Any = None,
+        selector_set: Any = None,
+        timeout: int | None = None,
+        *,
+        retries_on_read_timeout: int = 0,
+    ) -> ET.Element:
+        left = self.budget.left()
+        operation_timeout = timeout or max(1, min(MAX_OPERATION_TIMEOUT, int(left) - 1))
+        message_id, header = self._create_header(
+            action, resource_uri, option_set, selector_set, operation_timeout
+        )
+        envelope = ET.Element(f"{{{NAMESPACES['s']}}}Envelope")
+        envelope.append(header)
+        body = ET.SubElement(envelope, f"{{{NAMESPACES['s']}}}Body")
+        if resource is not None:
+            body.append(resource)
+        xml = ET.tostring(envelope, encoding="utf-8", method="xml")
+        try:
+            response = self.transport.send(xml)
+        except WinRMTransportError as err:
+            raise _http_error(err.code, err.response_text, self.budget.max_bytes) from None
+        root = _parse(response, self.budget.max_bytes)
+        fault = parse_fault(root)
+        if fault is not None:
+            raise _Fault(fault, 200)
+        relates_to = root.find("s:Header/wsa:RelatesTo", NS)
+        if relates_to is None or (relates_to.text or "").strip() != f"uuid:{message_id}":
+            raise WinRMCollectorError("WinRM answer does not relate to the request sent")
+        return root
+
+
+def _parse(data: bytes | str, max_bytes: int) -> ET.Element:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        return safe_fromstring(raw, max_bytes)
+    except ParseError as exc:
+        raise WinRMCollectorError(f"unreadable WinRM answer: {exc}") from None
+
+
+def _http_error(status: int, text: str, max_bytes: int) -> Exception:
+    if text.strip():
+        try:
+            fault = parse_fault(safe_fromstring(text.encode("utf-8"), max_bytes))
+        except ParseError:
+            fault = None
+        if fault is not None:
+            return _Fault(fault, status)
+    return WinRMCollectorError(f"WinRM answered HTTP {status} without a WS-Management fault")
+
+
+# ---------------------------------------------------------------------------------------------
+# The client
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}/{self.path}"
+
+
+def endpoint_for(target: TargetConfig, cfg: WinRMConfig) -> Endpoint:
+    if target.winrm_url:
+        parts = urlsplit(target.winrm_url)
+        scheme = parts.scheme
+        port = parts.port or (5986 if scheme == "https" else 5985)
+        return Endpoint(scheme, parts.hostname or target.address, port,
+                        (parts.path or "/wsman").lstrip("/"))
+    return Endpoint(cfg.scheme, target.address, cfg.effective_port, cfg.path.lstrip("/"))
+
+
+class WinRMClient:
+    """One collection's WS-Management conversation with one server (not thread-safe)."""
+
+    def __init__(self, endpoint: Endpoint, cfg: WinRMConfig, budget: _Budget) -> None:
+        self.endpoint = endpoint
+        self.cfg = cfg
+        self.budget = budget
+        https = endpoint.scheme == "https"
+        if cfg.auth == "basic":
+            encryption = "auto" if https else "never"
+        else:
+            encryption = "auto" if https else "always"
+        self.wsman = _SafeWSMan(
+            endpoint.host,
+            port=endpoint.port,
+            path=endpoint.path,
+            ssl=https,
+            username=cfg.username or None,
+            password=cfg.password.reveal() if cfg.password is not None else None,
+            auth=cfg.auth,
+            encryption=encryption,
+            cert_validation=cfg.tls.verify(),
+            no_proxy=True,
+            connection_timeout=CONNECT_TIMEOUT,
+            read_timeout=CONNECT_TIMEOUT,
+            operation_timeout=20,
+            reconnection_retries=0,
+        )
+        self.wsman.budget = budget
+        transport = self.wsman.transport
+        session = transport._build_session()
+        adapter = _BoundedAdapter(budget)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        transport.session = session
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.wsman.close()
+
+    def enumerate(self, resource_uri: str, wql: str | None = None) -> list[Instance]:
+        wsen, wsman = NAMESPACES["wsen"], NAMESPACES["wsman"]
+        body = ET.Element(f"{{{wsen}}}Enumerate")
+        ET.SubElement(body, f"{{{wsman}}}OptimizeEnumeration")
+        ET.SubElement(body, f"{{{wsman}}}MaxElements").text = "100"
+        if wql is not None:
+            filter_el = ET.SubElement(body, f"{{{wsman}}}Filter", Dialect=WQL_DIALECT)
+            filter_el.text = wql
+        page = enumeration_page(self.wsman.enumerate(resource_uri, body))
+        instances = list(page.instances)
+        pulls = 0
+        while not page.end_of_sequence and page.context:
+            pulls += 1
+            if pulls > MAX_PULLS:
+                raise WinRMCollectorError(f"enumeration did not end after {MAX_PULLS} pulls")
+            pull = ET.Element(f"{{{wsen}}}Pull")
+            ET.SubElement(pull, f"{{{wsen}}}EnumerationContext").text = page.context
+            ET.SubElement(pull, f"{{{wsen}}}MaxElements").text = "100"
+            page = enumeration_page(self.wsman.pull(resource_uri, pull))
+            instances.extend(page.instances)
+        return instances
+
+    def run_script(self, tail_bytes: int) -> tuple[int, bytes, bytes]:
+        executable, arguments = command_line(tail_bytes)
+        shell = WinRS(self.wsman, idle_time_out=SHELL_IDLE_TIMEOUT)
+        shell.open()
+        try:
+            process = Process(shell, executable, arguments)
+            process.begin_invoke()
+            try:
+                while process.state != CommandState.DONE:
+                    left = self.budget.left()
+                    process.poll_invoke(timeout=max(1, min(MAX_OPERATION_TIMEOUT, int(left) - 1)))
+                    if len(process.stdout) + len(process.stderr) > self.budget.max_bytes:
+                        raise _ResponseTooLarge(
+                            f"on-box script output exceeds max_response_bytes "
+                            f"({self.budget.max_bytes})"
+                        )
+            finally:
+                if self.budget.deadline.remaining() > 0.2 and not self.budget.aborted:
+                    with contextlib.suppress(WinRMError, CollectorError, requests.RequestException):
+                        process.signal(SignalCode.TERMINATE)
+            return process.rc if process.rc is not None else -1, process.stdout, process.stderr
+        finally:
+            if self.budget.deadline.remaining() > 0.2 and not self.budget.aborted:
+                with contextlib.suppress(WinRMError, CollectorError, requests.RequestException):
+                    shell.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors a user reads
+
+
+def describe_fault(fault: WSManFault, what: str, namespace: str | None) -> str:
+    if namespace and fault.is_missing_namespace():
+        if namespace == "root\\CitrixLicensing":
+            return "WMI namespace root\\CitrixLicensing not found (licensing not installed?)"
+        return f"WMI namespace {namespace}: class not found while {what}"
+    if fault.is_access_denied():
+        if namespace:
+            return (f"access denied while {what} (grant the account Enable Account and "
+                    f"Remote Enable on WMI {namespace}; see docs/windows-setup.md)")
+        return f"access denied while {what} (see docs/windows-setup.md)"
+    code = f" (code {fault.code})" if fault.code is not None else ""
+    reason = fault.reason[:160] or fault.subcode or "no reason given"
+    return f"WS-Management fault while {what}{code}: {reason}"
+
+
+def _describe(exc: BaseException, endpoint: Endpoint, cfg: WinRMConfig, budget: _Budget,
+              namespace: str | None) -> str:
+    what = budget.phase
+    if isinstance(exc, CollectorError):
+        return str(exc)
+    if budget.aborted:
+        return f"probe deadline reached while {what}"
+    if isinstance(exc, _Fault):
+        return describe_fault(exc.fault, what, namespace)
+    if isinstance(exc, AuthenticationError):
+        return f"{AUTH_NAMES[cfg.auth]} authentication failed (HTTP 401) for user " \
+               f"{cfg.username!r} at {endpoint.url}"
+    if isinstance(exc, spnego.exceptions.SpnegoError):
+        return f"{AUTH_NAMES[cfg.auth]} authentication failed while {what} " \
+               f"({type(exc).__name__})"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS handshake with {endpoint.url} failed (certificate not trusted? see tls.ca_file)"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"connecting to {endpoint.url} timed out"
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return f"WinRM did not answer in time while {what}"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = str(exc)
+        if "refused" in text.lower():
+            return f"connection to {endpoint.url} refused (WinRM listener not enabled?)"
+        return f"connection to {endpoint.url} failed while {what}"
+    if isinstance(exc, requests.RequestException | Urllib3Error):
+        return f"HTTP error while {what} ({type(exc).__name__})"
+    if isinstance(exc, ParseError):
+        return f"{exc} (while {what})"
+    if isinstance(exc, WinRMError):
+        # pypsrp's own messages hold no secret; keep them short.
+        return f"WinRM error while {what}: {str(exc)[:160]}"
+    raise exc
+
+
+# ---------------------------------------------------------------------------------------------
+# The collector
+
+
+class WinRMCollector:
+    name = "winrm"
+    cached = True
+
+    def collect(self, target: TargetConfig, module: ModuleConfig, deadline: Deadline) -> WinRMData:
+        cfg = module.winrm
+        if cfg is None:
+            raise WinRMCollectorError(f"module {module.name} has no winrm section")
+        endpoint = endpoint_for(target, cfg)
+        budget = _Budget(deadline, cfg.max_response_bytes)
+        namespace: str | None = None
+        started = time.monotonic()
+        with budget.watchdog():
+            client: WinRMClient | None = None
+            try:
+                budget.left()
+                client = WinRMClient(endpoint, cfg, budget)
+                namespace = "root\\CitrixLicensing"
+                budget.phase = "reading WMI Citrix_GT_License_Pool"
+                pools = parse_pools(client.enumerate(POOL_URI))
+                budget.phase = "reading WMI Citrix_GT_License"
+                licenses = parse_licenses(client.enumerate(LICENSE_URI))
+                namespace = "root\\cimv2"
+                budget.phase = "reading WMI Win32_Service"
+                services = parse_services(client.enumerate(CIMV2_ALL_URI, services_query()))
+                namespace = None
+                budget.phase = "running the on-box script"
+                rc, stdout, stderr = client.run_script(cfg.log_tail_bytes)
+                if rc != 0:
+                    raise WinRMCollectorError(
+                        f"on-box script failed (exit code {rc}): {stderr_summary(stderr)}"
+                    )
+                budget.phase = "reading the on-box script output"
+                onbox = parse_output(stdout, cfg.log_tail_bytes)
+                data = self._data(target, pools, licenses, services, onbox)
+                log.debug(
+                    "winrm collection done",
+                    extra={"fields": {"target": target.name, "pools": len(pools),
+                                      "seconds": round(time.monotonic() - started, 3)}},
+                )
+            except Exception as exc:
+                raise WinRMCollectorError(
+                    _describe(exc, endpoint, cfg, budget, namespace)
+                ) from None
+            finally:
+                if client is not None:
+                    client.close()
+        return data
+
+    @staticmethod
+    def _data(
+        target: TargetConfig,
+        pools: Any,
+        licenses: Any,
+        services: Any,
+        onbox: OnBoxData,
+    ) -> WinRMData:
+        if not onbox.ls_exists:
+            raise WinRMCollectorError(
+                f"License Server folder {onbox.ls_path!r} not found (custom install path?)"
+            )
+        attempts = (
+            parse_uploader_log(onbox.log_tail, onbox.log_truncated)
+            if onbox.log_size is not None
+            else ()
+        )
+        bundles = parse_bundles(f.name for f in onbox.files)
+        telemetry: TelemetrySummary = summarize_telemetry(compliance_attempts(attempts), bundles)
+        if onbox.registry_version:
+            version, source = onbox.registry_version, "registry"
+        elif onbox.uninstall_version:
+            version, source = onbox.uninstall_version, "uninstall"
+        else:
+            version, source = None, None
+        return WinRMData(
+            license_server_version=version,
+            version_source=source,
+            services=services,
+            pools=pools,
+            licenses=licenses,
+            attempts=attempts,
+            bundles=bundles,
+            telemetry=telemetry,
+            telemetry_manual=target.telemetry == "manual",
+            uploader_log_bytes=onbox.log_size,
+        )
+

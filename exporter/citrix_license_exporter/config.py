@@ -1,0 +1,611 @@
+"""The YAML configuration file, turned into typed, immutable objects.
+
+Every problem is collected with the file name and the key path (``modules.default.winrm.auth``)
+so that ``--config.check`` and a reload report all mistakes at once. Unknown keys are errors:
+a typo in a key would otherwise silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from .citrix.catalog import Release, parse_releases
+from .citrix.policy import DEFAULT_MINIMUM_BUILDS, MinimumBuild, PolicyConfig
+
+COLLECTORS = ("probe", "winrm", "controller", "cloud")
+DEFAULT_PORTS: Mapping[str, int] = {
+    "license_manager": 27000,
+    "vendor_daemon": 7279,
+    "web_services": 8083,
+}
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+class ConfigError(Exception):
+    """All problems found in one configuration file."""
+
+    def __init__(self, path: str, problems: list[tuple[str, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [f"{self.path}: {key or '(top level)'}: {reason}" for key, reason in self.problems]
+
+
+class Secret:
+    """A credential read from a file or the environment. Its text never shows in repr or str."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('<hidden>')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+
+    def verify(self) -> bool | str:
+        """The value requests and httpx take as ``verify``."""
+        if self.insecure_skip_verify:
+            return False
+        return self.ca_file or True
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    # The default Web Services certificate is self-signed, so verification is off by default
+    # here; expiry is reported either way. This is the one place TLS verification defaults off,
+    # and nothing secret is sent over this connection.
+    tls: TLSConfig = field(default_factory=lambda: TLSConfig(insecure_skip_verify=True))
+    tls_port: str = "web_services"
+
+
+@dataclass(frozen=True)
+class WinRMConfig:
+    username: str
+    password: Secret | None
+    scheme: Literal["https", "http"] = "https"
+    port: int | None = None
+    path: str = "/wsman"
+    auth: Literal["ntlm", "basic", "kerberos"] = "ntlm"
+    allow_unencrypted: bool = False
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    cache_interval: float = 900.0
+    log_tail_bytes: int = 256 * 1024
+    max_response_bytes: int = 8 * 1024 * 1024
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (5986 if self.scheme == "https" else 5985)
+
+
+@dataclass(frozen=True)
+class ModuleConfig:
+    name: str
+    timeout: float = 10.0
+    collectors: tuple[str, ...] = ("probe",)
+    primary: str = "probe"
+    allow_unlisted_targets: bool = False
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    winrm: WinRMConfig | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def cache_interval(self, collector: str) -> float:
+        if collector == "winrm" and self.winrm is not None:
+            return self.winrm.cache_interval
+        section = self.extra.get(collector)
+        interval = getattr(section, "cache_interval", None)
+        return float(interval) if interval is not None else 0.0
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    name: str
+    address: str
+    module: str
+    telemetry: Literal["automatic", "manual"] = "automatic"
+    ports: Mapping[str, int] = field(default_factory=dict)
+    winrm_url: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def port(self, module: ModuleConfig, name: str) -> int:
+        return self.ports.get(name, module.probe.ports[name])
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    modules: Mapping[str, ModuleConfig]
+    targets: tuple[TargetConfig, ...]
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    catalog_releases: tuple[Release, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def find_target(self, name_or_address: str) -> TargetConfig | None:
+        for target in self.targets:
+            if target.name == name_or_address:
+                return target
+        for target in self.targets:
+            if target.address == name_or_address:
+                return target
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading: a small toolkit that records problems instead of raising, so all of them are reported.
+
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+T = TypeVar("T")
+_MISSING: Any = object()
+
+
+def parse_duration(value: object) -> float:
+    """Prometheus-style durations (``1h30m``, ``15m``, ``500ms``) or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 10s, 15m or 24h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a duration such as 10s, 15m or 24h")
+    match = _DURATION.match(value.strip())
+    if not match or not any(match.groups()):
+        raise ValueError(f"{value!r} is not a duration such as 10s, 15m or 24h")
+    d, h, m, s, ms = (int(g) if g else 0 for g in match.groups())
+    return d * 86400 + h * 3600 + m * 60 + s + ms / 1000
+
+
+class Reader:
+    """Reads typed values out of YAML mappings, recording (key path, reason) problems."""
+
+    def __init__(self, base_dir: Path, environ: Mapping[str, str] | None = None) -> None:
+        self.problems: list[tuple[str, str]] = []
+        self.base_dir = base_dir
+        self.environ = os.environ if environ is None else environ
+
+    def problem(self, path: str, reason: str) -> None:
+        self.problems.append((path, reason))
+
+    def problems_for(self, path: str) -> bool:
+        return any(key == path or key.startswith(path + ".") for key, _ in self.problems)
+
+    def mapping(self, raw: object, path: str, allowed: set[str] | None = None) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.problem(path, f"expected a mapping, got {_kind(raw)}")
+            return {}
+        for key in raw:
+            if not isinstance(key, str):
+                self.problem(path, f"keys must be strings, got {key!r}")
+            elif allowed is not None and key not in allowed:
+                known = ", ".join(sorted(allowed))
+                self.problem(_join(path, key), f"unknown key (allowed: {known})")
+        return raw
+
+    def value(
+        self,
+        raw: Mapping[str, Any],
+        path: str,
+        key: str,
+        convert: Callable[[object], T],
+        default: T = _MISSING,
+    ) -> T:
+        where = _join(path, key)
+        if key not in raw or raw[key] is None:
+            if default is _MISSING:
+                self.problem(where, "required")
+                return None  # type: ignore[return-value]
+            return default
+        try:
+            return convert(raw[key])
+        except (TypeError, ValueError) as exc:
+            self.problem(where, str(exc))
+            return default if default is not _MISSING else None  # type: ignore[return-value]
+
+    def secret(self, raw: Mapping[str, Any], path: str, key: str) -> Secret | None:
+        """``<key>_file`` (a file path) or ``<key>_env`` (a variable name); never inline."""
+        if key in raw:
+            self.problem(
+                _join(path, key),
+                f"inline secrets are not accepted; use {key}_file or {key}_env",
+            )
+        file_key, env_key = f"{key}_file", f"{key}_env"
+        if file_key in raw and env_key in raw:
+            self.problem(path, f"set only one of {file_key} and {env_key}")
+            return None
+        if raw.get(file_key) is not None:
+            file_path = self.base_dir / str(raw[file_key])
+            try:
+                text = file_path.read_text(encoding="utf-8")
+            except OSError as exc:
+                self.problem(_join(path, file_key), f"cannot read {file_path}: {exc.strerror}")
+                return None
+            text = text.rstrip("\r\n")
+            if not text:
+                self.problem(_join(path, file_key), f"{file_path} is empty")
+                return None
+            return Secret(text)
+        if raw.get(env_key) is not None:
+            name = str(raw[env_key])
+            if name not in self.environ or not self.environ[name]:
+                self.problem(_join(path, env_key), f"environment variable {name} is not set")
+                return None
+            return Secret(self.environ[name])
+        return None
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: object) -> str:
+    kinds: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {_kind(value)}")
+    return value
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _port(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError(f"expected a port number 1-65535, got {value!r}")
+    return value
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return value
+
+
+def _positive_duration(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+def _choice(*choices: str) -> Callable[[object], Any]:
+    def convert(value: object) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    return convert
+
+
+def _date(value: object) -> date:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+def _tls(r: Reader, raw: object, path: str, default: TLSConfig) -> TLSConfig:
+    if raw is None:
+        return default
+    m = r.mapping(raw, path, {"ca_file", "insecure_skip_verify"})
+    ca_file = r.value(m, path, "ca_file", _str, None)
+    if ca_file is not None:
+        ca_path = r.base_dir / ca_file
+        if not ca_path.is_file():
+            r.problem(_join(path, "ca_file"), f"{ca_path} does not exist")
+        ca_file = str(ca_path)
+    return TLSConfig(
+        ca_file=ca_file,
+        insecure_skip_verify=r.value(
+            m, path, "insecure_skip_verify", _bool, default.insecure_skip_verify
+        ),
+    )
+
+
+def _ports(r: Reader, raw: object, path: str) -> dict[str, int]:
+    m = r.mapping(raw, path, set(DEFAULT_PORTS))
+    return {key: r.value(m, path, key, _port) for key in m if key in DEFAULT_PORTS}
+
+
+def _probe(r: Reader, raw: object, path: str) -> ProbeConfig:
+    m = r.mapping(raw, path, {"ports", "tls", "tls_port"})
+    ports = dict(DEFAULT_PORTS)
+    ports.update(_ports(r, m.get("ports"), _join(path, "ports")))
+    return ProbeConfig(
+        ports=ports,
+        tls=_tls(r, m.get("tls"), _join(path, "tls"), ProbeConfig().tls),
+        tls_port=r.value(m, path, "tls_port", _choice(*DEFAULT_PORTS), "web_services"),
+    )
+
+
+def _winrm(r: Reader, raw: object, path: str) -> WinRMConfig:
+    m = r.mapping(
+        raw,
+        path,
+        {
+            "scheme", "port", "path", "auth", "username", "password", "password_file",
+            "password_env", "allow_unencrypted", "tls", "cache_interval", "log_tail_bytes",
+            "max_response_bytes",
+        },
+    )
+    scheme: Literal["https", "http"] = r.value(m, path, "scheme", _choice("https", "http"), "https")
+    auth: Literal["ntlm", "basic", "kerberos"] = r.value(
+        m, path, "auth", _choice("ntlm", "basic", "kerberos"), "ntlm"
+    )
+    allow_unencrypted = r.value(m, path, "allow_unencrypted", _bool, False)
+    password = r.secret(m, path, "password")
+    if auth in ("ntlm", "basic") and password is None and not r.problems_for(path):
+        r.problem(path, f"auth {auth} needs password_file or password_env")
+    if auth == "basic" and scheme == "http" and not allow_unencrypted:
+        r.problem(
+            _join(path, "auth"),
+            "basic authentication over http sends the password in clear text; "
+            "use scheme https, auth ntlm, or set allow_unencrypted: true",
+        )
+    return WinRMConfig(
+        username=r.value(m, path, "username", _str, ""),
+        password=password,
+        scheme=scheme,
+        port=r.value(m, path, "port", _port, None),
+        path=r.value(m, path, "path", _str, "/wsman"),
+        auth=auth,
+        allow_unencrypted=allow_unencrypted,
+        tls=_tls(r, m.get("tls"), _join(path, "tls"), TLSConfig()),
+        cache_interval=r.value(m, path, "cache_interval", parse_duration, 900.0),
+        log_tail_bytes=r.value(m, path, "log_tail_bytes", _positive_int, 256 * 1024),
+        max_response_bytes=r.value(m, path, "max_response_bytes", _positive_int, 8 * 1024 * 1024),
+    )
+
+
+#: Parsers for module sections that later collectors add: name -> (reader, raw, path) -> object.
+#: A collector module registers its section here so config.py stays the one place that reads YAML.
+EXTRA_MODULE_SECTIONS: dict[str, Callable[[Reader, object, str], Any]] = {}
+EXTRA_TARGET_KEYS: dict[str, Callable[[Reader, object, str], Any]] = {}
+EXTRA_TOP_LEVEL: dict[str, Callable[[Reader, object, str], Any]] = {}
+
+
+def _module(r: Reader, name: str, raw: object, path: str) -> ModuleConfig:
+    allowed = {"timeout", "collectors", "primary", "allow_unlisted_targets", "probe", "winrm"}
+    allowed |= set(EXTRA_MODULE_SECTIONS)
+    m = r.mapping(raw, path, allowed)
+    collectors: tuple[str, ...] = ("probe",)
+    if "collectors" in m:
+        raw_list = m["collectors"]
+        if not isinstance(raw_list, list) or not raw_list:
+            r.problem(_join(path, "collectors"), "expected a non-empty list of collector names")
+        else:
+            for i, item in enumerate(raw_list):
+                if item not in COLLECTORS:
+                    r.problem(
+                        _join(_join(path, "collectors"), i),
+                        f"unknown collector {item!r} (known: {', '.join(COLLECTORS)})",
+                    )
+            if len(set(raw_list)) != len(raw_list):
+                r.problem(_join(path, "collectors"), "lists a collector twice")
+            collectors = tuple(str(c) for c in raw_list if c in COLLECTORS) or ("probe",)
+    primary = r.value(m, path, "primary", _str, collectors[0])
+    if primary not in collectors:
+        r.problem(_join(path, "primary"), f"{primary!r} is not in this module's collectors")
+    winrm = _winrm(r, m["winrm"], _join(path, "winrm")) if "winrm" in m else None
+    if "winrm" in collectors and winrm is None:
+        r.problem(path, "collector winrm is enabled but the module has no winrm section")
+    extra: dict[str, Any] = {}
+    for key, parse in EXTRA_MODULE_SECTIONS.items():
+        if key in m:
+            extra[key] = parse(r, m[key], _join(path, key))
+        elif key in collectors:
+            r.problem(path, f"collector {key} is enabled but the module has no {key} section")
+    return ModuleConfig(
+        name=name,
+        timeout=r.value(m, path, "timeout", _positive_duration, 10.0),
+        collectors=collectors,
+        primary=primary,
+        allow_unlisted_targets=r.value(m, path, "allow_unlisted_targets", _bool, False),
+        probe=_probe(r, m.get("probe"), _join(path, "probe")),
+        winrm=winrm,
+        extra=extra,
+    )
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+def _target(
+    r: Reader, raw: object, path: str, modules: Mapping[str, ModuleConfig]
+) -> TargetConfig | None:
+    allowed = {"name", "address", "module", "telemetry", "ports", "winrm_url"}
+    allowed |= set(EXTRA_TARGET_KEYS)
+    m = r.mapping(raw, path, allowed)
+    if not m:
+        if raw is not None and not isinstance(raw, dict):
+            return None
+        r.problem(path, "a target needs at least name and address")
+        return None
+    # None when the value was missing or invalid (already recorded as a problem).
+    name: str | None = r.value(m, path, "name", _str)
+    if name is not None and not _NAME.match(name):
+        r.problem(_join(path, "name"), "use letters, digits, '.', '_', ':' or '-' (max 128)")
+    address: str | None = r.value(m, path, "address", _str)
+    module = r.value(m, path, "module", _str, "default")
+    if module not in modules:
+        r.problem(_join(path, "module"), f"no module named {module!r}")
+    winrm_url = r.value(m, path, "winrm_url", _str, None)
+    if winrm_url is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", winrm_url):
+        r.problem(_join(path, "winrm_url"), "expected http(s)://host:port/wsman")
+    extra = {
+        key: parse(r, m[key], _join(path, key))
+        for key, parse in EXTRA_TARGET_KEYS.items()
+        if key in m
+    }
+    if name is None or address is None:
+        return None
+    return TargetConfig(
+        name=name,
+        address=address,
+        module=module,
+        telemetry=r.value(m, path, "telemetry", _choice("automatic", "manual"), "automatic"),
+        ports=_ports(r, m.get("ports"), _join(path, "ports")),
+        winrm_url=winrm_url,
+        extra=extra,
+    )
+
+
+def _policy(r: Reader, raw: object, path: str) -> PolicyConfig:
+    m = r.mapping(raw, path, {"six_month_rule", "months", "minimum_builds"})
+    minimum: tuple[MinimumBuild, ...] = DEFAULT_MINIMUM_BUILDS
+    if "minimum_builds" in m:
+        items = m["minimum_builds"]
+        if not isinstance(items, list):
+            r.problem(_join(path, "minimum_builds"), "expected a list")
+        else:
+            built = []
+            for i, item in enumerate(items):
+                ipath = _join(_join(path, "minimum_builds"), i)
+                im = r.mapping(item, ipath, {"name", "build", "deadline"})
+                build = r.value(im, ipath, "build", _positive_int)
+                deadline = r.value(im, ipath, "deadline", _date)
+                rule = r.value(im, ipath, "name", _str, f"minimum_build_{build}")
+                if build is not None and deadline is not None:
+                    built.append(MinimumBuild(name=rule, build=build, deadline=deadline))
+            minimum = tuple(built)
+    return PolicyConfig(
+        six_month_rule=r.value(m, path, "six_month_rule", _bool, True),
+        months=r.value(m, path, "months", _positive_int, 6),
+        minimum_builds=minimum,
+    )
+
+
+def _catalog(r: Reader, raw: object, path: str) -> tuple[Release, ...]:
+    m = r.mapping(raw, path, {"releases"} | set(EXTRA_TOP_LEVEL_CATALOG_KEYS))
+    if "releases" not in m:
+        return ()
+    releases, problems = parse_releases(
+        m["releases"], origin="config", path=_join(path, "releases")
+    )
+    for key, reason in problems:
+        r.problem(key, reason)
+    return tuple(releases)
+
+
+#: Keys under ``catalog:`` that the catalog refresher reads (see catalog_sources.py).
+EXTRA_TOP_LEVEL_CATALOG_KEYS: set[str] = set()
+
+
+def parse_config(
+    text: str, path: str, *, base_dir: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Parse a whole configuration document; raise ConfigError listing every problem."""
+    r = Reader(base_dir or Path(path).resolve().parent, environ)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(path, [(where, f"invalid YAML: {problem}")]) from None
+    if raw is None:
+        raw = {}
+    allowed = {"modules", "targets", "policy", "catalog"} | set(EXTRA_TOP_LEVEL)
+    top = r.mapping(raw, "", allowed)
+    modules: dict[str, ModuleConfig] = {}
+    raw_modules = r.mapping(top.get("modules"), "modules")
+    if not raw_modules and not r.problems_for("modules"):
+        r.problem("modules", "at least one module is required")
+    for name, module_raw in raw_modules.items():
+        if isinstance(name, str):
+            modules[name] = _module(r, name, module_raw, _join("modules", name))
+    targets: list[TargetConfig] = []
+    raw_targets = top.get("targets", [])
+    if raw_targets is None:
+        raw_targets = []
+    if not isinstance(raw_targets, list):
+        r.problem("targets", f"expected a list, got {_kind(raw_targets)}")
+        raw_targets = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw_targets):
+        target = _target(r, item, _join("targets", i), modules)
+        if target is None:
+            continue
+        if target.name in seen:
+            r.problem(
+                _join(_join("targets", i), "name"),
+                f"duplicate target name {target.name!r} (also targets[{seen[target.name]}])",
+            )
+            continue
+        seen[target.name] = i
+        targets.append(target)
+    extra = {key: parse(r, top[key], key) for key, parse in EXTRA_TOP_LEVEL.items() if key in top}
+    config = Config(
+        path=path,
+        modules=modules,
+        targets=tuple(targets),
+        policy=_policy(r, top.get("policy"), "policy"),
+        catalog_releases=_catalog(r, top.get("catalog"), "catalog"),
+        extra=extra,
+    )
+    if r.problems:
+        raise ConfigError(path, r.problems)
+    return config
+
+
+def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and parse the file at ``path``; raise ConfigError on any problem."""
+    file_path = Path(path)
+    try:
+        with file_path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(path, [("", f"cannot read file: {exc.strerror}")]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(path, [("", f"file is larger than {MAX_CONFIG_BYTES} bytes")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+        raise ConfigError(path, [("", reason)]) from None
+    return parse_config(text, path, base_dir=file_path.resolve().parent, environ=environ)

@@ -1,0 +1,216 @@
+"""Domain results to Prometheus metric families. Every metric name of the exporter lives here.
+
+This module does no I/O: it is handed a ``ProbeResult`` (or the exporter's state) and builds
+fresh families for one scrape. docs/metrics.md documents each family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+
+from .collectors.network import NetworkData
+from .probe import ProbeResult
+
+if TYPE_CHECKING:
+    from .app import ExporterState
+
+PREFIX = "citrix_license"
+CACHED_NOTE = (
+    " May be up to the collector's cache interval old"
+    " (see citrix_license_collector_last_success_timestamp_seconds)."
+)
+
+
+def gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
+
+
+def ts(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: every timestamp must be timezone-aware UTC")
+    return moment.astimezone(UTC).timestamp()
+
+
+# ---------------------------------------------------------------------------------------------
+# Per collector
+
+
+def network_families(data: NetworkData, result: ProbeResult) -> Iterator[Metric]:
+    port_up = gauge("port_up", "1 if a TCP connection to the licensing port succeeded.", ["port"])
+    for check in data.ports:
+        port_up.add_metric([str(check.port)], 1.0 if check.up else 0.0)
+    yield port_up
+    if data.certificate is not None:
+        expiry = gauge(
+            "web_certificate_expiry_timestamp_seconds",
+            "When the Web Services for Licensing TLS certificate expires (notAfter).",
+        )
+        expiry.add_metric([], ts(data.certificate.not_after))
+        yield expiry
+        if data.certificate.verified is not None:
+            verified = gauge(
+                "web_certificate_verified",
+                "1 if the Web Services certificate verified against the configured CA bundle "
+                "(absent when verification is switched off for the module).",
+            )
+            verified.add_metric([], 1.0 if data.certificate.verified else 0.0)
+            yield verified
+
+
+#: collector name -> builder of that collector's data families. Collectors whose data is
+#: defined elsewhere register here (see the end of this module).
+DATA_FAMILIES: dict[str, Callable[[Any, ProbeResult], Iterable[Metric]]] = {
+    "probe": network_families,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The License Server's version against the release catalog
+
+
+def server_families(result: ProbeResult) -> Iterator[Metric]:
+    if result.version is None:
+        if result.version_text is not None:
+            known = gauge(
+                "server_version_known",
+                "1 if the running build is in the release catalog." + CACHED_NOTE,
+            )
+            known.add_metric([], 0.0)
+            yield known
+        return
+    assessment = result.assessment
+    assert assessment is not None
+    info = gauge(
+        "server_info",
+        "The License Server's version and build (value 1)." + CACHED_NOTE,
+        ["version", "build"],
+    )
+    info.add_metric([str(result.version.version), str(result.version.build)], 1.0)
+    yield info
+    known = gauge(
+        "server_version_known", "1 if the running build is in the release catalog." + CACHED_NOTE
+    )
+    known.add_metric([], 1.0 if assessment.known else 0.0)
+    yield known
+    if assessment.release_time is not None:
+        released = gauge(
+            "server_release_timestamp_seconds",
+            "Release date of the running build per the release catalog (00:00 UTC; for a date "
+            "known only as a bound, see docs/catalog.md).",
+        )
+        released.add_metric([], ts(assessment.release_time))
+        yield released
+    newer = gauge(
+        "server_newer_releases",
+        "How many releases in the catalog are newer than the running build.",
+    )
+    newer.add_metric([], float(assessment.newer_releases))
+    yield newer
+    if assessment.deadline is not None:
+        deadline = gauge(
+            "server_update_deadline_timestamp_seconds",
+            "When the running build stops being compliant: the earliest deadline of the policy "
+            "rules (rule label). Absent when no rule applies.",
+            ["rule"],
+        )
+        deadline.add_metric([assessment.deadline.rule], ts(assessment.deadline.at))
+        yield deadline
+    las = gauge(
+        "server_las_supported",
+        "1 if the running build supports the License Activation Service (build 51000 or later).",
+    )
+    las.add_metric([], 1.0 if assessment.las_supported else 0.0)
+    yield las
+
+
+# ---------------------------------------------------------------------------------------------
+# One probe
+
+
+def probe_families(result: ProbeResult) -> list[Metric]:
+    up = gauge(
+        "up",
+        "1 if the target's primary collector succeeded "
+        f"(this target: {result.module.primary}).",
+    )
+    up.add_metric([], 1.0 if result.up else 0.0)
+    success = gauge("collector_success", "1 if the collector succeeded.", ["collector"])
+    duration = gauge(
+        "collector_duration_seconds",
+        "How long the collector's last fetch took (for cached data: the fetch that produced it).",
+        ["collector"],
+    )
+    last_ok = gauge(
+        "collector_last_success_timestamp_seconds",
+        "When the collector last fetched data successfully from this target.",
+        ["collector"],
+    )
+    families: list[Metric] = [up, success, duration, last_ok]
+    for outcome in result.outcomes:
+        success.add_metric([outcome.collector], 1.0 if outcome.success else 0.0)
+        duration.add_metric([outcome.collector], outcome.duration)
+        if outcome.last_success is not None:
+            last_ok.add_metric([outcome.collector], outcome.last_success)
+        builder = DATA_FAMILIES.get(outcome.collector)
+        if outcome.success and builder is not None:
+            families.extend(builder(outcome.data, result))
+    families.extend(server_families(result))
+    return families
+
+
+# ---------------------------------------------------------------------------------------------
+# The exporter itself, on /metrics
+
+
+def exporter_families(state: ExporterState) -> Iterator[Metric]:
+    build = InfoMetricFamily(
+        f"{PREFIX}_exporter_build",
+        "The exporter's version and the Python it runs on.",
+    )
+    build.add_metric([], {"version": state.version, "python_version": state.python_version})
+    yield build
+    reload_ok = GaugeMetricFamily(
+        f"{PREFIX}_exporter_config_last_reload_successful",
+        "1 if the last configuration load succeeded (a failed reload keeps the old config).",
+    )
+    reload_ok.add_metric([], 1.0 if state.last_reload_successful else 0.0)
+    yield reload_ok
+    reload_ts = GaugeMetricFamily(
+        f"{PREFIX}_exporter_config_last_reload_success_timestamp_seconds",
+        "When the configuration was last loaded successfully.",
+    )
+    reload_ts.add_metric([], state.last_reload_success_time)
+    yield reload_ts
+    targets = GaugeMetricFamily(
+        f"{PREFIX}_exporter_targets", "How many targets the configuration names."
+    )
+    targets.add_metric([], float(len(state.config.targets)))
+    yield targets
+    catalog = state.catalog
+    latest = catalog.latest()
+    if latest is not None:
+        latest_ts = gauge(
+            "release_catalog_latest_release_timestamp_seconds",
+            "Release date of the newest release in the effective catalog (exact date, or its "
+            "'released by' bound). Old means a newer release has probably been missed.",
+        )
+        latest_ts.add_metric([], ts(_release_moment(latest)))
+        yield latest_ts
+    releases = gauge(
+        "release_catalog_releases",
+        "How many releases each catalog source contributes to the effective catalog.",
+        ["source"],
+    )
+    for source, count in sorted(catalog.counts_by_origin().items()):
+        releases.add_metric([source], float(count))
+    yield releases
+    yield from state.extra_families()
+
+
+def _release_moment(release: Any) -> datetime:
+    day = release.released or release.released_by or release.released_after
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)

@@ -1,0 +1,330 @@
+"""HTTP routes: ``/``, ``/metrics``, ``/probe``, ``/-/healthy``, ``/-/ready``, ``/-/reload``.
+
+The stdlib threading server gives each request its own thread; probes block only their own
+thread and are bounded by their deadline. A semaphore bounds how many probes run at once: past
+it a probe is refused at once with 503 rather than queued without limit.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
+from .app import ExporterState
+from .collectors.base import Deadline
+from .config import ModuleConfig, TargetConfig
+from .metrics import exporter_families, probe_families
+
+log = logging.getLogger(__name__)
+
+#: Subtracted from Prometheus' scrape timeout so the answer arrives before Prometheus gives up
+#: (blackbox_exporter uses the same 0.5 s).
+SCRAPE_TIMEOUT_OFFSET = 0.5
+MIN_DEADLINE = 0.1
+
+
+class ProbeCounters:
+    """Counters of probes by outcome, exposed on /metrics."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_result: dict[tuple[str, str], int] = {}
+        self.rejected = 0
+        self.in_flight = 0
+
+    def reject(self) -> None:
+        with self._lock:
+            self.rejected += 1
+
+    def enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def count(self, module: str, result: str) -> None:
+        with self._lock:
+            key = (module, result)
+            self.by_result[key] = self.by_result.get(key, 0) + 1
+
+    def families(self) -> Iterable[Metric]:
+        with self._lock:
+            probes = CounterMetricFamily(
+                "citrix_license_exporter_probes",
+                "Probes answered, by module and result (success: the target's primary "
+                "collector succeeded).",
+                labels=["module", "result"],
+            )
+            for (module, result), value in sorted(self.by_result.items()):
+                probes.add_metric([module, result], value)
+            rejected = CounterMetricFamily(
+                "citrix_license_exporter_probes_rejected",
+                "Probes refused with 503 because too many were running at once.",
+            )
+            rejected.add_metric([], self.rejected)
+            in_flight = GaugeMetricFamily(
+                "citrix_license_exporter_probes_in_flight", "Probes running now."
+            )
+            in_flight.add_metric([], self.in_flight)
+        return [probes, rejected, in_flight]
+
+
+class _FamiliesCollector:
+    def __init__(self, produce: Callable[[], Iterable[Metric]]) -> None:
+        self._produce = produce
+
+    def collect(self) -> Iterable[Metric]:
+        return self._produce()
+
+
+class ExporterServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # Many Prometheus servers (or a reload storm) may connect at once.
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        state: ExporterState,
+        max_concurrent_probes: int = 256,
+        bind_and_activate: bool = True,
+    ) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, ExporterHandler, bind_and_activate)
+        self.state = state
+        self.counters = ProbeCounters()
+        self.probe_slots = threading.BoundedSemaphore(max_concurrent_probes)
+        self.max_concurrent_probes = max_concurrent_probes
+        self.ready = threading.Event()
+        self.registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.registry.register(_FamiliesCollector(lambda: exporter_families(self.state)))
+        self.registry.register(_FamiliesCollector(self.counters.families))
+        #: Hook for --web.config.file: (handler) -> True when the request may go on.
+        self.authorize: Callable[[ExporterHandler], bool] = lambda handler: True
+
+
+LANDING = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Citrix License Exporter</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.demo{{background:#fff3cd;
+padding:.6em;border:1px solid #e0c060}}</style></head><body>
+<h1>Citrix License Exporter</h1>{demo}
+<p>Version {version}. Configuration <code>{config}</code>
+(last reload {reload}).</p>
+<ul><li><a href="metrics">Exporter metrics</a> (<code>/metrics</code>)</li>
+<li><code>/probe?target=&lt;name&gt;&amp;module=&lt;module&gt;</code>: one License Server's
+metrics</li><li><a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a>,
+<code>POST /-/reload</code></li></ul>
+<h2>Targets</h2>
+<table><tr><th>name</th><th>address</th><th>module</th><th>collectors</th><th>probe</th></tr>
+{rows}</table>
+<h2>Modules</h2><table><tr><th>module</th><th>timeout</th><th>collectors</th></tr>{modules}</table>
+</body></html>
+"""
+
+
+class ExporterHandler(BaseHTTPRequestHandler):
+    server: ExporterServer
+    protocol_version = "HTTP/1.1"
+    server_version = "citrix-license-exporter"
+    # Bounds a client that opens a connection and sends nothing.
+    timeout = 30
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http request", extra={"fields": {"client": self.client_address[0],
+                                                    "request": format % args}})
+
+    def _send(
+        self, status: int, body: bytes | str, content_type: str = "text/plain; charset=utf-8"
+    ) -> None:
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _route(self) -> tuple[str, dict[str, list[str]]]:
+        parts = urlsplit(self.path)
+        return parts.path, parse_qs(parts.query, keep_blank_values=True)
+
+    def do_GET(self) -> None:
+        if not self.server.authorize(self):
+            return
+        path, query = self._route()
+        routes: dict[str, Callable[[dict[str, list[str]]], None]] = {
+            "/": self._landing,
+            "/metrics": self._metrics,
+            "/probe": self._probe,
+            "/-/healthy": lambda q: self._send(200, "Healthy\n"),
+            "/-/ready": self._ready,
+        }
+        handler = routes.get(path)
+        if handler is None:
+            if path == "/-/reload":
+                self._send(405, "use POST to reload the configuration\n")
+            else:
+                self._send(404, "not found\n")
+            return
+        handler(query)
+
+    do_HEAD = do_GET
+
+    def do_POST(self) -> None:
+        if not self.server.authorize(self):
+            return
+        path, _ = self._route()
+        if path != "/-/reload":
+            self._send(405 if path in ("/", "/metrics", "/probe") else 404, "not found\n")
+            return
+        ok, message = self.server.state.reload()
+        self._send(200 if ok else 500, message + "\n")
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def _ready(self, query: dict[str, list[str]]) -> None:
+        if self.server.ready.is_set():
+            self._send(200, "Ready\n")
+        else:
+            self._send(503, "Not ready\n")
+
+    def _metrics(self, query: dict[str, list[str]]) -> None:
+        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+        self._send(200, encoder(self.server.registry), content_type)
+
+    def _landing(self, query: dict[str, list[str]]) -> None:
+        state = self.server.state
+        config = state.config
+        rows = "\n".join(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            '<td><a href="probe?target={}">metrics</a></td></tr>'.format(
+                html.escape(t.name),
+                html.escape(t.address),
+                html.escape(t.module),
+                html.escape(", ".join(config.modules[t.module].collectors)),
+                html.escape(t.name, quote=True),
+            )
+            for t in config.targets
+        )
+        modules = "\n".join(
+            f"<tr><td>{html.escape(m.name)}</td><td>{m.timeout:g}s</td>"
+            f"<td>{html.escape(', '.join(m.collectors))}</td></tr>"
+            for m in config.modules.values()
+        )
+        demo = (
+            '<p class="demo"><strong>DEMO:</strong> every target below is a SIMULATED License '
+            "Server running inside this process on 127.0.0.1. No real Citrix server is "
+            "contacted.</p>"
+            if state.demo
+            else ""
+        )
+        page = LANDING.format(
+            demo=demo,
+            version=html.escape(state.version),
+            config=html.escape(state.config_path),
+            reload="successful" if state.last_reload_successful else "FAILED, old config kept",
+            rows=rows or '<tr><td colspan="5">no targets configured</td></tr>',
+            modules=modules,
+        )
+        self._send(200, page, "text/html; charset=utf-8")
+
+    def _resolve(
+        self, query: dict[str, list[str]]
+    ) -> tuple[TargetConfig, ModuleConfig] | str:
+        config = self.server.state.config
+        names = query.get("target", [])
+        if len(names) != 1 or not names[0].strip():
+            return "exactly one 'target' parameter is required"
+        name = names[0].strip()
+        module_names = query.get("module", [])
+        if len(module_names) > 1:
+            return "at most one 'module' parameter is allowed"
+        module_name = module_names[0] if module_names else None
+        if module_name is not None and module_name not in config.modules:
+            return f"unknown module {module_name!r}"
+        target = config.find_target(name)
+        if target is None:
+            if module_name is None:
+                return f"target {name!r} is not configured; name a configured target or a module"
+            module = config.modules[module_name]
+            if not module.allow_unlisted_targets:
+                return (
+                    f"target {name!r} is not configured and module {module_name!r} does not set "
+                    "allow_unlisted_targets (credentials are only sent to configured targets)"
+                )
+            if len(name) > 253 or any(c.isspace() or c in "/?#@" for c in name):
+                return f"target {name!r} is not a host name or address"
+            return TargetConfig(name=name, address=name, module=module_name), module
+        module = config.modules[module_name or target.module]
+        return target, module
+
+    def _deadline(self, module: ModuleConfig) -> float:
+        seconds = module.timeout
+        header = self.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+        if header:
+            try:
+                scrape_timeout = float(header)
+            except ValueError:
+                scrape_timeout = 0.0
+            if scrape_timeout > 0:
+                seconds = min(seconds, scrape_timeout - SCRAPE_TIMEOUT_OFFSET)
+        return max(seconds, MIN_DEADLINE)
+
+    def _probe(self, query: dict[str, list[str]]) -> None:
+        resolved = self._resolve(query)
+        if isinstance(resolved, str):
+            self._send(400, resolved + "\n")
+            return
+        target, module = resolved
+        counters = self.server.counters
+        if not self.server.probe_slots.acquire(blocking=False):
+            counters.reject()
+            self._send(
+                503,
+                f"too many probes in flight (limit {self.server.max_concurrent_probes})\n",
+            )
+            return
+        counters.enter()
+        try:
+            state = self.server.state
+            start = time.monotonic()
+            deadline = Deadline.after(self._deadline(module))
+            result = state.prober.probe(
+                target, module, deadline, state.catalog, state.config.policy
+            )
+            families = probe_families(result)
+            duration = GaugeMetricFamily(
+                "citrix_license_probe_duration_seconds",
+                "How long the whole probe took, as seen by the exporter.",
+            )
+            duration.add_metric([], time.monotonic() - start)
+            families.append(duration)
+        finally:
+            counters.leave()
+            self.server.probe_slots.release()
+        counters.count(module.name, "success" if result.up else "failure")
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_FamiliesCollector(lambda: families))
+        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+        self._send(200, encoder(registry), content_type)
+
