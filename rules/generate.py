@@ -142,9 +142,7 @@ def spoken(duration: str) -> str:
     return f"{count} {unit}{'' if count == 1 else 's'}"
 
 
-def lookup(
-    query: str, labels: Sequence[str], pipe: str, default: str | None = None
-) -> str:
+def lookup(query: str, labels: Sequence[str], pipe: str, default: str | None = None) -> str:
     """A Go template that runs `query` for this alert's series and prints the first value.
 
     `query` holds `SEL` where the label matchers go; each label in `labels` is matched to the
@@ -163,19 +161,44 @@ def lookup(
 
 INSTANCE = ("job", "instance")
 DAYS_VALUE = '{{ printf "%.1f" $value }}'
-IN_DAYS = (
-    '{{ if gt $value 0.0 }}in {{ printf "%.1f" $value }} days'
-    "{{ else }}already past{{ end }}"
+IN_DAYS = '{{ if gt $value 0.0 }}in {{ printf "%.1f" $value }} days{{ else }}already past{{ end }}'
+USAGE_RATIO = (
+    "sum by (job, instance, feature) (citrix_license_in_use)\n"
+    "/\n"
+    "(sum by (job, instance, feature) (citrix_license_installed) > 0)"
 )
 
 
-def version_text() -> str:
+def version_text(default: str) -> str:
+    """A template printing the License Server's version and build (or `default`)."""
     return lookup(
         "citrix_license_server_infoSEL",
         INSTANCE,
         'label "version" }} build {{ . | first | label "build"',
-        "an unknown version",
+        default,
     )
+
+
+def fill(text: str, **parts: str) -> str:
+    """Replace each [[name]] in `text` by parts[name]; every marker must be filled."""
+    for key, value in parts.items():
+        marker = f"[[{key}]]"
+        if marker not in text:
+            raise ValueError(f"unused part {key!r}")
+        text = text.replace(marker, value)
+    if "[[" in text:
+        raise ValueError(f"unfilled marker in {text!r}")
+    return text
+
+
+def ts_of(metric: str, labels: Sequence[str], default: str) -> str:
+    """A template printing the timestamp value of `metric` for the alert's series."""
+    return lookup(metric + "SEL", labels, "value | humanizeTimestamp", default)
+
+
+def count_of(query: str, labels: Sequence[str], default: str) -> str:
+    """A template printing the value of `query` (with SEL) as a whole number."""
+    return lookup(query, labels, 'value | printf "%.0f"', default)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,6 +255,40 @@ class Generator:
     def for_text(self, name: str) -> str:
         return spoken(self.t.timing(name)[0])
 
+    def bands(
+        self,
+        name: str,
+        days: str,
+        warning_days: float,
+        critical_days: float,
+        summary: str,
+        description: str,
+        *,
+        critical_floor: str = "",
+    ) -> list[dict[str, Any]]:
+        """Warning from `warning_days` before a date, critical from `critical_days` before it:
+        two bands under one alert name (kubernetes-mixin's KubeClientCertificateExpiration).
+        `days` is the PromQL for the days left; `critical_floor` (e.g. " > 0") ends the
+        critical band at the date, otherwise it keeps firing after the date has passed."""
+        if not 0 < critical_days < warning_days:
+            raise ThresholdError(f"{name}: need warning days > critical days > 0")
+        return [
+            self.alert(
+                name,
+                f"{days} <= {num(warning_days)} > {num(critical_days)}",
+                "warning",
+                summary,
+                description,
+            ),
+            self.alert(
+                name,
+                f"{days} <= {num(critical_days)}{critical_floor}",
+                "critical",
+                summary,
+                description,
+            ),
+        ]
+
     # -- groups --------------------------------------------------------------------------------
 
     def recording(self) -> dict[str, Any]:
@@ -240,8 +297,8 @@ class Generator:
             "rules": [
                 {
                     "record": "instance:citrix_license_update_deadline:days_remaining",
-                    "expr": f"(citrix_license_server_update_deadline_timestamp_seconds - time()) "
-                    f"/ {DAY}",
+                    "expr": "(citrix_license_server_update_deadline_timestamp_seconds - time())"
+                    f" / {DAY}",
                 },
                 {
                     "record": "instance:citrix_license_version_age:days",
@@ -249,63 +306,63 @@ class Generator:
                 },
                 {
                     "record": "instance:citrix_license_telemetry_last_success:days_ago",
-                    "expr": f"(time() - citrix_license_telemetry_last_success_timestamp_seconds) "
-                    f"/ {DAY}",
+                    "expr": "(time() - citrix_license_telemetry_last_success_timestamp_seconds)"
+                    f" / {DAY}",
                 },
                 {
                     "record": "instance_feature:citrix_license_usage:ratio",
-                    "expr": (
-                        "sum by (job, instance, feature) (citrix_license_in_use)\n"
-                        "/\n"
-                        "(sum by (job, instance, feature) (citrix_license_installed) > 0)"
-                    ),
+                    "expr": USAGE_RATIO,
                 },
             ],
         }
 
     def exporter(self) -> dict[str, Any]:
         job = self.t.text("jobs.exporter")
-        stale = self.t.number("release_catalog.stale_days")
-        name = "CitrixLicenseExporterDown"
+        stale = num(self.t.number("release_catalog.stale_days"))
         down = self.alert(
-            name,
+            "CitrixLicenseExporterDown",
             f'up{{job="{job}"}} == 0',
             "critical",
             "The Citrix License exporter cannot be scraped.",
-            "Prometheus has failed to scrape the Citrix License exporter at "
-            "{{ $labels.instance }} (job {{ $labels.job }}) for " + self.for_text(name) + ": "
-            "no License Server is watched until it is back.",
+            fill(
+                "Prometheus has failed to scrape the Citrix License exporter at "
+                "{{ $labels.instance }} (job {{ $labels.job }}) for [[for]]: no License Server "
+                "is watched until it is back.",
+                **{"for": self.for_text("CitrixLicenseExporterDown")},
+            ),
             fleet=True,
         )
-        name = "CitrixLicenseExporterConfigReloadFailed"
         reload_failed = self.alert(
-            name,
+            "CitrixLicenseExporterConfigReloadFailed",
             "citrix_license_exporter_config_last_reload_successful == 0",
             "warning",
             "The Citrix License exporter rejected its changed configuration.",
-            "The exporter at {{ $labels.instance }} failed to load its changed configuration "
-            "and keeps running the one it loaded at "
-            + lookup(
-                "citrix_license_exporter_config_last_reload_success_timestamp_secondsSEL",
-                INSTANCE,
-                "value | humanizeTimestamp",
-                "an unknown time",
-            )
-            + "; the exporter log lists every problem of the file.",
+            fill(
+                "The exporter at {{ $labels.instance }} failed to load its changed "
+                "configuration and keeps running the one it loaded at [[loaded]]; the exporter "
+                "log lists every problem of the file.",
+                loaded=ts_of(
+                    "citrix_license_exporter_config_last_reload_success_timestamp_seconds",
+                    INSTANCE,
+                    "an unknown time",
+                ),
+            ),
             fleet=True,
         )
-        name = "CitrixLicenseReleaseCatalogStale"
         catalog = self.alert(
-            name,
-            "(time() - citrix_license_release_catalog_latest_release_timestamp_seconds) "
-            f"/ {DAY} > {num(stale)}",
+            "CitrixLicenseReleaseCatalogStale",
+            "(time() - citrix_license_release_catalog_latest_release_timestamp_seconds)"
+            f" / {DAY} > {stale}",
             "warning",
             "The exporter's release catalog looks out of date.",
-            "The newest License Server release in the catalog of the exporter at "
-            "{{ $labels.instance }} is " + '{{ printf "%.0f" $value }}'
-            f" days old (threshold {num(stale)} days): Citrix has probably released a newer "
-            "build since, and update deadlines computed from this catalog come too late. "
-            "Add the new release to the catalog override file.",
+            fill(
+                "The newest License Server release in the catalog of the exporter at "
+                "{{ $labels.instance }} is [[age]] days old (threshold [[stale]] days): Citrix "
+                "has probably released a newer build since, and update deadlines computed from "
+                "this catalog come too late. Add the new release to the catalog override file.",
+                age='{{ printf "%.0f" $value }}',
+                stale=stale,
+            ),
             fleet=True,
         )
         return {"name": "citrix-license.exporter", "rules": [down, reload_failed, catalog]}
@@ -316,249 +373,203 @@ class Generator:
         services = regex_alt(self.t.names("availability.critical_services"))
         rules: list[dict[str, Any]] = []
 
-        name = "CitrixLicenseProbeFailed"
         rules.append(
             self.alert(
-                name,
+                "CitrixLicenseProbeFailed",
                 f'up{{job="{job}"}} == 0',
                 "warning",
                 "Prometheus cannot scrape the probe of a Citrix License Server.",
-                "Prometheus has failed for " + self.for_text(name) + " to scrape the exporter's "
-                "probe of License Server {{ $labels.instance }} (job {{ $labels.job }}): the "
-                "exporter is down or overloaded, or the probe outlasted the scrape timeout. "
-                "The other alerts for this server are blind until the probe works again.",
+                fill(
+                    "Prometheus has failed for [[for]] to scrape the exporter's probe of License "
+                    "Server {{ $labels.instance }} (job {{ $labels.job }}): the exporter is down "
+                    "or overloaded, or the probe outlasted the scrape timeout. The other alerts "
+                    "for this server are blind until the probe works again.",
+                    **{"for": self.for_text("CitrixLicenseProbeFailed")},
+                ),
             )
         )
-        name = "CitrixLicenseServerUnreachable"
         rules.append(
             self.alert(
-                name,
+                "CitrixLicenseServerUnreachable",
                 "citrix_license_up == 0",
                 "critical",
                 "A Citrix License Server cannot be reached.",
-                "The exporter has not reached License Server {{ $labels.instance }} for "
-                + self.for_text(name)
-                + ": its primary collector fails (see citrix_license_collector_success and "
-                "the exporter log).",
+                fill(
+                    "The exporter has not reached License Server {{ $labels.instance }} for "
+                    "[[for]]: its primary collector fails (see citrix_license_collector_success "
+                    "and the exporter log).",
+                    **{"for": self.for_text("CitrixLicenseServerUnreachable")},
+                ),
             )
         )
-        name = "CitrixLicenseCollectorFailing"
         rules.append(
             self.alert(
-                name,
+                "CitrixLicenseCollectorFailing",
                 "citrix_license_collector_success == 0",
                 "warning",
                 "A collector of a Citrix License Server probe keeps failing.",
-                "The {{ $labels.collector }} collector for License Server {{ $labels.instance }} "
-                "has failed for " + self.for_text(name) + " (last success: "
-                + lookup(
-                    "citrix_license_collector_last_success_timestamp_secondsSEL",
-                    (*INSTANCE, "collector"),
-                    "value | humanizeTimestamp",
-                    "never",
-                )
-                + "); the metrics it provides are missing.",
+                fill(
+                    "The {{ $labels.collector }} collector for License Server "
+                    "{{ $labels.instance }} has failed for [[for]] (last success: [[last]]); the "
+                    "metrics it provides are missing.",
+                    last=ts_of(
+                        "citrix_license_collector_last_success_timestamp_seconds",
+                        (*INSTANCE, "collector"),
+                        "never",
+                    ),
+                    **{"for": self.for_text("CitrixLicenseCollectorFailing")},
+                ),
             )
         )
-        name = "CitrixLicensePortDown"
-        port_text = (
+        summary = "A Citrix licensing port does not accept connections."
+        description = fill(
             "License Server {{ $labels.instance }} has not accepted TCP connections on port "
-            "{{ $labels.port }} for " + self.for_text(name) + " (27000 license manager, "
-            "7279 CITRIX vendor daemon, 8083 Web Services for Licensing)."
+            "{{ $labels.port }} for [[for]] (27000 license manager, 7279 CITRIX vendor daemon, "
+            "8083 Web Services for Licensing).",
+            **{"for": self.for_text("CitrixLicensePortDown")},
         )
-        port_summary = "A Citrix licensing port does not accept connections."
-        rules.append(
-            self.alert(
-                name,
-                f'citrix_license_port_up{{port=~"{ports}"}} == 0',
-                "critical",
-                port_summary,
-                port_text,
+        for severity, op in (("critical", "=~"), ("warning", "!~")):
+            rules.append(
+                self.alert(
+                    "CitrixLicensePortDown",
+                    f'citrix_license_port_up{{port{op}"{ports}"}} == 0',
+                    severity,
+                    summary,
+                    description,
+                )
             )
-        )
-        rules.append(
-            self.alert(
-                name,
-                f'citrix_license_port_up{{port!~"{ports}"}} == 0',
-                "warning",
-                port_summary,
-                port_text,
-            )
-        )
-        name = "CitrixLicenseServiceDown"
-        service_text = (
+        summary = "A Citrix licensing Windows service is not running."
+        description = fill(
             "The Windows service {{ $labels.service }} on License Server {{ $labels.instance }} "
-            "has been reported stopped for " + self.for_text(name) + " (WinRM data, cached up "
-            "to 15 minutes)."
+            "has been reported stopped for [[for]] (WinRM data, cached up to 15 minutes).",
+            **{"for": self.for_text("CitrixLicenseServiceDown")},
         )
-        service_summary = "A Citrix licensing Windows service is not running."
-        rules.append(
-            self.alert(
-                name,
-                f'citrix_license_service_up{{service=~"{services}"}} == 0',
-                "critical",
-                service_summary,
-                service_text,
+        for severity, op in (("critical", "=~"), ("warning", "!~")):
+            rules.append(
+                self.alert(
+                    "CitrixLicenseServiceDown",
+                    f'citrix_license_service_up{{service{op}"{services}"}} == 0',
+                    severity,
+                    summary,
+                    description,
+                )
             )
-        )
-        rules.append(
-            self.alert(
-                name,
-                f'citrix_license_service_up{{service!~"{services}"}} == 0',
-                "warning",
-                service_summary,
-                service_text,
-            )
-        )
         rules.extend(
             self.bands(
                 "CitrixLicenseWebCertificateExpiring",
-                "citrix_license_web_certificate_expiry_timestamp_seconds",
+                f"(citrix_license_web_certificate_expiry_timestamp_seconds - time()) / {DAY}",
                 self.t.number("certificate.warning_days"),
                 self.t.number("certificate.critical_days"),
                 "The Web Services for Licensing certificate is expiring.",
-                "The TLS certificate of Web Services for Licensing (port 8083) on License Server "
-                "{{ $labels.instance }} expires on "
-                + lookup(
-                    "citrix_license_web_certificate_expiry_timestamp_secondsSEL",
-                    INSTANCE,
-                    "value | humanizeTimestamp",
-                    "an unknown date",
-                )
-                + " (" + IN_DAYS + "); clients that validate it will refuse it once it has "
-                "expired.",
+                fill(
+                    "The TLS certificate of Web Services for Licensing (port 8083) on License "
+                    "Server {{ $labels.instance }} expires on [[at]] ([[left]]); clients that "
+                    "validate it will refuse it once it has expired.",
+                    at=ts_of(
+                        "citrix_license_web_certificate_expiry_timestamp_seconds",
+                        INSTANCE,
+                        "an unknown date",
+                    ),
+                    left=IN_DAYS,
+                ),
             )
         )
         return {"name": "citrix-license.availability", "rules": rules}
 
-    def bands(
-        self,
-        name: str,
-        timestamp_metric: str,
-        warning_days: float,
-        critical_days: float,
-        summary: str,
-        description: str,
-    ) -> list[dict[str, Any]]:
-        """Warning from `warning_days` before a date, critical from `critical_days` before it
-        and after it: two bands under one alert name (kubernetes-mixin's certificate expiry)."""
-        if critical_days >= warning_days:
-            raise ThresholdError(f"{name}: the critical band must start after the warning band")
-        days = f"({timestamp_metric} - time()) / {DAY}"
-        return [
-            self.alert(
-                name,
-                f"{days} <= {num(warning_days)} > {num(critical_days)}",
-                "warning",
-                summary,
-                description,
-            ),
-            self.alert(name, f"{days} <= {num(critical_days)}", "critical", summary, description),
-        ]
-
     def compliance(self) -> dict[str, Any]:
-        warning_days = self.t.number("update_deadline.warning_days")
-        critical_days = self.t.number("update_deadline.critical_days")
-        if critical_days >= warning_days or critical_days <= 0:
-            raise ThresholdError("update_deadline: need warning_days > critical_days > 0")
         rules: list[dict[str, Any]] = []
         deadline = "citrix_license_server_update_deadline_timestamp_seconds"
-        deadline_at = lookup(
-            deadline + "SEL", (*INSTANCE, "rule"), "value | humanizeTimestamp", "an unknown date"
-        )
-        name = "CitrixLicenseUpdateDeadlineApproaching"
-        summary = "A Citrix License Server must be updated soon."
-        description = (
-            "License Server {{ $labels.instance }} (" + version_text() + ") must move to a "
-            "newer License Server build by " + deadline_at + ", in " + DAYS_VALUE + " days "
-            "(rule {{ $labels.rule }}; Citrix requires each new release within six months of "
-            "its release)."
-        )
-        days_left = f"({deadline} - time()) / {DAY}"
-        rules.append(
-            self.alert(
-                name,
-                f"{days_left} <= {num(warning_days)} > {num(critical_days)}",
-                "warning",
-                summary,
-                description,
+        deadline_at = ts_of(deadline, (*INSTANCE, "rule"), "an unknown date")
+        # Approaching: warning band, then a critical band that ends at the deadline, where
+        # CitrixLicenseUpdateOverdue takes over (same `for` as keep_firing_for: no gap).
+        rules.extend(
+            self.bands(
+                "CitrixLicenseUpdateDeadlineApproaching",
+                f"({deadline} - time()) / {DAY}",
+                self.t.number("update_deadline.warning_days"),
+                self.t.number("update_deadline.critical_days"),
+                "A Citrix License Server must be updated soon.",
+                fill(
+                    "License Server {{ $labels.instance }} ([[version]]) must move to a newer "
+                    "License Server build by [[at]], in [[days]] days (rule {{ $labels.rule }}; "
+                    "Citrix requires each new release within six months of its release).",
+                    version=version_text("an unknown version"),
+                    at=deadline_at,
+                    days=DAYS_VALUE,
+                ),
+                critical_floor=" > 0",
             )
         )
         rules.append(
             self.alert(
-                name, f"{days_left} <= {num(critical_days)} > 0", "critical", summary, description
-            )
-        )
-        name = "CitrixLicenseUpdateOverdue"
-        rules.append(
-            self.alert(
-                name,
+                "CitrixLicenseUpdateOverdue",
                 f"(time() - {deadline}) / {DAY} >= 0",
                 "critical",
                 "A Citrix License Server is past its update deadline.",
-                "License Server {{ $labels.instance }} (" + version_text() + ") passed its "
-                "update deadline " + deadline_at + " " + DAYS_VALUE + " days ago (rule "
-                "{{ $labels.rule }}): it no longer meets Citrix's License Server update "
-                "requirement, which puts the support entitlement at risk.",
+                fill(
+                    "License Server {{ $labels.instance }} ([[version]]) passed its update "
+                    "deadline [[at]] [[days]] days ago (rule {{ $labels.rule }}): it no longer "
+                    "meets Citrix's License Server update requirement, which puts the support "
+                    "entitlement at risk.",
+                    version=version_text("an unknown version"),
+                    at=deadline_at,
+                    days=DAYS_VALUE,
+                ),
             )
         )
-        name = "CitrixLicenseVersionUnknown"
         rules.append(
             self.alert(
-                name,
+                "CitrixLicenseVersionUnknown",
                 "citrix_license_server_version_known == 0",
                 "warning",
                 "A Citrix License Server runs a build the release catalog does not know.",
-                "License Server {{ $labels.instance }} runs "
-                + version_text().replace("an unknown version", "a version the exporter cannot parse")
-                + ", which is not in the exporter's release catalog: its update deadline cannot "
-                "be computed. Add the release to the catalog override file.",
+                fill(
+                    "License Server {{ $labels.instance }} runs [[version]], which is not in the "
+                    "exporter's release catalog: its update deadline cannot be computed. Add the "
+                    "release to the catalog override file.",
+                    version=version_text("a version the exporter cannot parse"),
+                ),
             )
         )
 
         manual = "citrix_license_telemetry_manual == 1"
-        last_success = lookup(
-            "citrix_license_telemetry_last_success_timestamp_secondsSEL",
-            INSTANCE,
-            "value | humanizeTimestamp",
-            "never",
+        last_success = ts_of(
+            "citrix_license_telemetry_last_success_timestamp_seconds", INSTANCE, "never"
         )
-        pending = lookup(
-            "citrix_license_telemetry_pending_bundlesSEL",
-            INSTANCE,
-            'value | printf "%.0f"',
-            "an unknown number of",
+        pending = count_of(
+            "citrix_license_telemetry_pending_bundlesSEL", INSTANCE, "an unknown number of"
         )
-        name = "CitrixLicenseTelemetryUploadFailing"
         rules.append(
             self.alert(
-                name,
-                "citrix_license_telemetry_last_attempt_success == 0\n"
+                "CitrixLicenseTelemetryUploadFailing",
+                f"citrix_license_telemetry_last_attempt_success == 0\n"
                 f"unless on (job, instance) {manual}",
                 "warning",
                 "A Citrix License Server fails to upload license telemetry.",
-                "The last telemetry upload of License Server {{ $labels.instance }}, at "
-                + lookup(
-                    "citrix_license_telemetry_last_attempt_timestamp_secondsSEL",
-                    INSTANCE,
-                    "value | humanizeTimestamp",
-                    "an unknown time",
-                )
-                + ", failed ("
-                + lookup(
-                    "citrix_license_telemetry_consecutive_failuresSEL",
-                    INSTANCE,
-                    'value | printf "%.0f"',
-                    "an unknown number of",
-                )
-                + " failures in a row; last success: " + last_success + "). The License "
-                "Server retries after 24 hours; the reason is in log_ctxuploader.log.",
+                fill(
+                    "The last telemetry upload of License Server {{ $labels.instance }}, at "
+                    "[[attempt]], failed ([[failures]] failures in a row; last success: "
+                    "[[success]]). The License Server retries after 24 hours; the reason is in "
+                    "log_ctxuploader.log.",
+                    attempt=ts_of(
+                        "citrix_license_telemetry_last_attempt_timestamp_seconds",
+                        INSTANCE,
+                        "an unknown time",
+                    ),
+                    failures=count_of(
+                        "citrix_license_telemetry_consecutive_failuresSEL",
+                        INSTANCE,
+                        "an unknown number of",
+                    ),
+                    success=last_success,
+                ),
             )
         )
-        stale_warning = self.t.number("telemetry.stale_warning_days")
-        stale_critical = self.t.number("telemetry.stale_critical_days")
-        if stale_critical <= stale_warning:
-            raise ThresholdError("telemetry: need stale_critical_days > stale_warning_days")
+        warning = self.t.number("telemetry.stale_warning_days")
+        critical = self.t.number("telemetry.stale_critical_days")
+        if not 0 < warning < critical:
+            raise ThresholdError("telemetry: need 0 < stale_warning_days < stale_critical_days")
+        # Days since the last success; a server that never succeeded: since its oldest bundle.
         age = (
             "(\n"
             "  (time() - citrix_license_telemetry_last_success_timestamp_seconds)\n"
@@ -566,35 +577,30 @@ class Generator:
             "  (time() - citrix_license_telemetry_oldest_pending_bundle_timestamp_seconds)\n"
             f") / {DAY}"
         )
-        name = "CitrixLicenseTelemetryUploadStale"
         summary = "A Citrix License Server has not uploaded license telemetry for days."
-        description = (
-            "License Server {{ $labels.instance }} has not uploaded license telemetry to "
-            "Citrix for " + DAYS_VALUE + " days (last success: " + last_success + "; "
-            + pending + " bundles waiting). A License Server that does not report makes the "
-            "customer non-compliant."
+        description = fill(
+            "License Server {{ $labels.instance }} has not uploaded license telemetry to Citrix "
+            "for [[days]] days (last success: [[success]]; [[pending]] bundles waiting). A "
+            "License Server that does not report makes the customer non-compliant.",
+            days=DAYS_VALUE,
+            success=last_success,
+            pending=pending,
         )
-        rules.append(
-            self.alert(
-                name,
-                f"{age} > {num(stale_warning)} <= {num(stale_critical)}\n"
-                f"unless on (job, instance) {manual}",
-                "warning",
-                summary,
-                description,
+        for severity, band in (
+            ("warning", f"> {num(warning)} <= {num(critical)}"),
+            ("critical", f"> {num(critical)}"),
+        ):
+            rules.append(
+                self.alert(
+                    "CitrixLicenseTelemetryUploadStale",
+                    f"{age} {band}\nunless on (job, instance) {manual}",
+                    severity,
+                    summary,
+                    description,
+                )
             )
-        )
-        rules.append(
-            self.alert(
-                name,
-                f"{age} > {num(stale_critical)}\nunless on (job, instance) {manual}",
-                "critical",
-                summary,
-                description,
-            )
-        )
-        manual_days = self.t.number("telemetry.manual_report_days")
-        name = "CitrixLicenseTelemetryManualReportDue"
+        manual_days = num(self.t.number("telemetry.manual_report_days"))
+        # Manual reporting: the age of the oldest bundle still waiting to be reported.
         manual_age = (
             "(\n"
             "  (time() - citrix_license_telemetry_oldest_pending_bundle_timestamp_seconds)\n"
@@ -604,32 +610,34 @@ class Generator:
         )
         rules.append(
             self.alert(
-                name,
-                f"{manual_age} > {num(manual_days)}\nand on (job, instance) {manual}",
+                "CitrixLicenseTelemetryManualReportDue",
+                f"{manual_age} > {manual_days}\nand on (job, instance) {manual}",
                 "warning",
                 "A manual license telemetry report to Citrix is due.",
-                "License Server {{ $labels.instance }} reports license telemetry by hand, and "
-                "its oldest unreported data is " + DAYS_VALUE + f" days old (threshold "
-                f"{num(manual_days)} days; " + pending + " bundles waiting in "
-                "LS\\resource\\usage\\). Upload them to Citrix as CTX472950 describes.",
+                fill(
+                    "License Server {{ $labels.instance }} reports license telemetry by hand, and "
+                    "its oldest unreported data is [[days]] days old (threshold [[limit]] days; "
+                    "[[pending]] bundles waiting in LS\\resource\\usage\\). Upload them to "
+                    "Citrix as CTX472950 describes.",
+                    days=DAYS_VALUE,
+                    limit=manual_days,
+                    pending=pending,
+                ),
             )
         )
-        name = "CitrixLicenseCloudNotCompliant"
         rules.append(
             self.alert(
-                name,
+                "CitrixLicenseCloudNotCompliant",
                 "citrix_license_cloud_compliant == 0\nor\ncitrix_license_cloud_reporting == 0",
                 "warning",
                 "Citrix Cloud does not list a License Server as compliant.",
-                "Citrix Cloud lists License Server {{ $labels.instance }} as not compliant or "
-                "not reporting (last report Citrix Cloud received: "
-                + lookup(
-                    "citrix_license_cloud_last_report_timestamp_secondsSEL",
-                    INSTANCE,
-                    "value | humanizeTimestamp",
-                    "never",
-                )
-                + ").",
+                fill(
+                    "Citrix Cloud lists License Server {{ $labels.instance }} as not compliant or "
+                    "not reporting (last report Citrix Cloud received: [[last]]).",
+                    last=ts_of(
+                        "citrix_license_cloud_last_report_timestamp_seconds", INSTANCE, "never"
+                    ),
+                ),
             )
         )
         return {"name": "citrix-license.compliance", "rules": rules}
@@ -639,66 +647,68 @@ class Generator:
         rules.extend(
             self.bands(
                 "CitrixLicenseExpiring",
-                "citrix_license_expiry_timestamp_seconds",
+                f"(citrix_license_expiry_timestamp_seconds - time()) / {DAY}",
                 self.t.number("licenses.expiry_warning_days"),
                 self.t.number("licenses.expiry_critical_days"),
                 "A Citrix license is expiring.",
-                "License {{ $labels.serial }} for {{ $labels.feature }} on License Server "
-                "{{ $labels.instance }} expires on "
-                + lookup(
-                    "citrix_license_expiry_timestamp_secondsSEL",
-                    (*INSTANCE, "feature", "serial"),
-                    "value | humanizeTimestamp",
-                    "an unknown date",
-                )
-                + " (" + IN_DAYS + ").",
+                fill(
+                    "License {{ $labels.serial }} for {{ $labels.feature }} on License Server "
+                    "{{ $labels.instance }} expires on [[at]] ([[left]]).",
+                    at=ts_of(
+                        "citrix_license_expiry_timestamp_seconds",
+                        (*INSTANCE, "feature", "serial"),
+                        "an unknown date",
+                    ),
+                    left=IN_DAYS,
+                ),
             )
         )
-        sa_days = self.t.number("licenses.subscription_advantage_warning_days")
-        sa_left = f"((citrix_license_subscription_advantage_timestamp_seconds > 0) - time()) / {DAY}"
-        name = "CitrixLicenseSubscriptionAdvantageEnding"
+        sa_days = num(self.t.number("licenses.subscription_advantage_warning_days"))
+        sa_left = (
+            f"((citrix_license_subscription_advantage_timestamp_seconds > 0) - time()) / {DAY}"
+        )
         summary = "Subscription Advantage / Customer Success Services of Citrix licenses ends."
-        description = (
+        description = fill(
             "The Subscription Advantage / Customer Success Services date of the "
             "{{ $labels.feature }} licenses (pool {{ $labels.pool }}, {{ $labels.license_type }}) "
-            "on License Server {{ $labels.instance }} is "
-            + lookup(
-                "citrix_license_subscription_advantage_timestamp_secondsSEL",
+            "on License Server {{ $labels.instance }} is [[at]] ([[left]]): product versions "
+            "released after that date are not covered by these licenses.",
+            at=ts_of(
+                "citrix_license_subscription_advantage_timestamp_seconds",
                 (*INSTANCE, "feature", "pool"),
-                "value | humanizeTimestamp",
                 "an unknown date",
+            ),
+            left=IN_DAYS,
+        )
+        # Warning until the date; after it, info (context only): a lapsed date is a
+        # commercial state that may be intended, not a fault to page or ticket about forever.
+        for severity, band in (("warning", f"<= {sa_days} > 0"), ("info", "<= 0")):
+            rules.append(
+                self.alert(
+                    "CitrixLicenseSubscriptionAdvantageEnding",
+                    f"{sa_left} {band}",
+                    severity,
+                    summary,
+                    description,
+                )
             )
-            + " (" + IN_DAYS + "): product versions released after that date are not "
-            "covered by these licenses."
-        )
-        rules.append(
-            self.alert(name, f"{sa_left} <= {num(sa_days)} > 0", "warning", summary, description)
-        )
-        rules.append(self.alert(name, f"{sa_left} <= 0", "info", summary, description))
 
         high = self.t.number("licenses.usage_high_ratio")
         full = self.t.number("licenses.usage_full_ratio")
         if not 0 < high < full:
             raise ThresholdError("licenses: need 0 < usage_high_ratio < usage_full_ratio")
-        ratio = (
-            "sum by (job, instance, feature) (citrix_license_in_use)\n"
-            "/\n"
-            "(sum by (job, instance, feature) (citrix_license_installed) > 0)"
-        )
         feature = (*INSTANCE, "feature")
-        in_use = lookup("sum(citrix_license_in_useSEL)", feature, 'value | printf "%.0f"', "?")
-        installed = lookup(
-            "sum(citrix_license_installedSEL)", feature, 'value | printf "%.0f"', "?"
-        )
-        usage = (
-            "{{ $value | humanizePercentage }} of the {{ $labels.feature }} licenses on "
-            "License Server {{ $labels.instance }} are in use (" + in_use + " of " + installed
-            + " installed)."
+        installed = count_of("sum(citrix_license_installedSEL)", feature, "?")
+        usage = fill(
+            "{{ $value | humanizePercentage }} of the {{ $labels.feature }} licenses on License "
+            "Server {{ $labels.instance }} are in use ([[in_use]] of [[installed]] installed).",
+            in_use=count_of("sum(citrix_license_in_useSEL)", feature, "?"),
+            installed=installed,
         )
         rules.append(
             self.alert(
                 "CitrixLicenseUsageHigh",
-                f"{ratio}\n>= {num(high)} < {num(full)}",
+                f"{USAGE_RATIO}\n>= {num(high)} < {num(full)}",
                 "warning",
                 "Citrix license usage is high.",
                 usage,
@@ -707,7 +717,7 @@ class Generator:
         rules.append(
             self.alert(
                 "CitrixLicenseUsageFull",
-                f"{ratio}\n>= {num(full)}",
+                f"{USAGE_RATIO}\n>= {num(full)}",
                 "critical",
                 "All Citrix licenses of a feature are in use.",
                 usage + " Further connections depend on overdraft licenses or the supplemental "
@@ -722,9 +732,12 @@ class Generator:
                 "sum by (job, instance, feature) (citrix_license_installed)",
                 "warning",
                 "Citrix overdraft licenses are in use.",
-                '{{ printf "%.0f" $value }} {{ $labels.feature }} licenses are in use on License '
-                "Server {{ $labels.instance }}, more than the " + installed + " installed: "
-                "overdraft licenses are being consumed.",
+                fill(
+                    '{{ printf "%.0f" $value }} {{ $labels.feature }} licenses are in use on '
+                    "License Server {{ $labels.instance }}, more than the [[installed]] "
+                    "installed: overdraft licenses are being consumed.",
+                    installed=installed,
+                ),
             )
         )
         return {"name": "citrix-license.licenses", "rules": rules}
@@ -733,29 +746,29 @@ class Generator:
         ready = self.t.names("site.ready_statuses")
         caching = self.t.names("site.caching_statuses")
         rules: list[dict[str, Any]] = []
-        name = "CitrixLicenseGracePeriodActive"
         summary = "A Citrix site runs in a licensing grace period."
         rules.append(
             self.alert(
-                name,
+                "CitrixLicenseGracePeriodActive",
                 "citrix_license_site_supplemental_grace_active == 1",
                 "critical",
                 summary,
-                "Site {{ $labels.site }} of License Server {{ $labels.instance }} is in the "
-                "supplemental grace period because all licenses are in use; it ends "
-                + lookup(
-                    "citrix_license_site_supplemental_grace_end_timestamp_secondsSEL",
-                    (*INSTANCE, "site"),
-                    "value | humanizeTimestamp",
-                    "at an unknown time",
-                )
-                + ", then connections beyond the installed licenses are refused.",
+                fill(
+                    "Site {{ $labels.site }} of License Server {{ $labels.instance }} is in the "
+                    "supplemental grace period because all licenses are in use; it ends "
+                    "[[end]], then connections beyond the installed licenses are refused.",
+                    end=ts_of(
+                        "citrix_license_site_supplemental_grace_end_timestamp_seconds",
+                        (*INSTANCE, "site"),
+                        "at an unknown time",
+                    ),
+                ),
                 labels={"grace": "supplemental"},
             )
         )
         rules.append(
             self.alert(
-                name,
+                "CitrixLicenseGracePeriodActive",
                 "citrix_license_site_out_of_box_grace_active == 1",
                 "warning",
                 summary,
@@ -771,11 +784,13 @@ class Generator:
                 f'{{status!~"{regex_alt([*ready, *caching])}"}} == 1',
                 "warning",
                 "A Citrix site reports its License Server as not ready for license activation.",
-                "Delivery Controller site {{ $labels.site }} reports License Server "
-                "{{ $labels.instance }} as {{ $labels.status }} (not "
-                + " or ".join(ready)
-                + "): licensing through the License Activation Service does not work, and "
-                "file-based licenses end on 15 April 2026.",
+                fill(
+                    "Delivery Controller site {{ $labels.site }} reports License Server "
+                    "{{ $labels.instance }} as {{ $labels.status }} (not [[ready]]): licensing "
+                    "through the License Activation Service does not work, and file-based "
+                    "licenses end on 15 April 2026.",
+                    ready=" or ".join(ready),
+                ),
             )
         )
         rules.append(
@@ -785,9 +800,8 @@ class Generator:
                 "critical",
                 "A Citrix site runs in license caching mode.",
                 "Delivery Controller site {{ $labels.site }} cannot reach License Server "
-                "{{ $labels.instance }} (status {{ $labels.status }}) and runs in license "
-                "caching mode: sessions continue from cached license data for a limited time "
-                "only.",
+                "{{ $labels.instance }} (status {{ $labels.status }}) and runs in license caching "
+                "mode: sessions continue from cached license data for a limited time only.",
             )
         )
         return {"name": "citrix-license.site", "rules": rules}
@@ -823,7 +837,8 @@ _Dumper.add_representer(str, _str)
 
 
 def dump(data: dict[str, Any]) -> str:
-    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
+    # No folding: one annotation per line reads and greps better than folded templates.
+    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=1_000_000, allow_unicode=True)
     text = HEADER + body
     if yaml.safe_load(text) != data:  # the emitter must never change a value
         raise RuntimeError("YAML round trip changed the rules")

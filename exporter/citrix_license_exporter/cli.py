@@ -40,25 +40,33 @@ def parse_listen_address(value: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
-def _add_server_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+def _add_server_flags(parser: argparse.ArgumentParser, *, sub: bool = False) -> None:
+    """The server flags. On a subcommand their defaults are suppressed, so a flag given before
+    the subcommand is not overwritten by the subcommand's default."""
+
+    def add(*names: str, **kwargs: object) -> None:
+        if sub:
+            kwargs["default"] = argparse.SUPPRESS
+        parser.add_argument(*names, **kwargs)  # type: ignore[arg-type]
+
+    add(
         "--web.listen-address", dest="listen", type=parse_listen_address,
         default=parse_listen_address(_env("web.listen-address", f":{DEFAULT_PORT}") or ""),
         help=f"address to listen on (default :{DEFAULT_PORT}; env {ENV_PREFIX}WEB_LISTEN_ADDRESS)",
     )
-    parser.add_argument(
+    add(
         "--web.config.file", dest="web_config", default=_env("web.config.file", None),
         help="exporter-toolkit web configuration (TLS, basic auth) for the exporter's endpoint",
     )
-    parser.add_argument(
+    add(
         "--web.max-concurrent-probes", dest="max_probes", type=int,
         default=int(_env("web.max-concurrent-probes", "256") or 256),
         help="probes running at once before more are refused with 503 (default 256)",
     )
-    parser.add_argument(
+    add(
         "--log.level", dest="log_level", choices=LEVELS, default=_env("log.level", "info"),
     )
-    parser.add_argument(
+    add(
         "--log.format", dest="log_format", choices=("logfmt", "json"),
         default=_env("log.format", "logfmt"),
     )
@@ -82,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_flags(parser)
     sub = parser.add_subparsers(dest="command")
     demo = sub.add_parser("demo", help="run on simulated License Servers (no real server)")
+    _add_server_flags(demo, sub=True)
     demo.add_argument("--scenarios", default=None,
                       help="folder of scenario files (default: the bundled demo fleet)")
     demo.add_argument("--config.out", dest="config_out", default=None,

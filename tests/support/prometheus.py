@@ -16,7 +16,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -348,24 +348,37 @@ class WebhookReceiver:
                     )
                 )
 
-    def received(self, since: float = 0.0, **labels: str) -> list[Notification]:
+    def received(
+        self,
+        labels: Mapping[str, str] | None = None,
+        *,
+        status: str | None = None,
+        since: float = 0.0,
+    ) -> list[Notification]:
         """Notifications received at or after ``since`` (monotonic) whose labels include
-        ``labels`` (``status`` matches the alert's status)."""
-        status = labels.pop("status", None)
+        ``labels`` and, if given, whose alert status is ``status`` (firing or resolved)."""
+        wanted = dict(labels or {})
         with self._lock:
             return [
                 n
                 for n in self.notifications
                 if n.received >= since
                 and (status is None or n.status == status)
-                and labels.items() <= n.labels.items()
+                and wanted.items() <= n.labels.items()
             ]
 
-    def wait_for(self, timeout: float, since: float = 0.0, **labels: str) -> Notification:
+    def wait_for(
+        self,
+        labels: Mapping[str, str],
+        timeout: float,
+        *,
+        status: str = "firing",
+        since: float = 0.0,
+    ) -> Notification:
         found = wait_until(
-            lambda: self.received(since, **labels),
+            lambda: self.received(labels, status=status, since=since),
             timeout,
-            f"a webhook notification with {labels}",
+            f"a {status} webhook notification with {dict(labels)}",
             explain=self.summary,
         )
         return found[-1]

@@ -429,13 +429,21 @@ def test_catalog_sorts_and_rejects_duplicate_builds() -> None:
         Catalog((rel(1, released="2022-01-01"), rel(1, version="11.18.0.0", released="2023-01-01")))
 
 
-def test_find_matches_build_and_version() -> None:
+def test_find_matches_by_build() -> None:
     catalog = Catalog((rel(56200, released="2026-08-17"),))
     found = catalog.find(parse_version("v11.17.2.0 build 56200 i86_n3"))
     assert found is not None and found.build == 56200
     assert catalog.find(parse_version("11.17.2 build 56200")) is found
-    assert catalog.find(parse_version("11.17.3.0 build 56200")) is None
+    # builds are unique; a disagreeing version text does not hide the entry
+    assert catalog.find(parse_version("11.16.6.0. build 56200")) is found
     assert catalog.find(parse_version("11.17.2.0 build 56201")) is None
+
+
+def test_newer_than_a_known_build_follows_the_catalog_entry() -> None:
+    catalog = Catalog((rel(35000, released="2021-06-01"), rel(36000, released="2021-09-01")))
+    # telemetry spelling 11.16.6.0 for the catalog's 11.17.2.0 build 35000
+    newer = catalog.newer_than(parse_version("11.16.6.0. build 35000"))
+    assert [r.build for r in newer] == [36000]
 
 
 def test_newer_than_and_latest() -> None:

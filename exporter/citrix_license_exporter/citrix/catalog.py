@@ -137,15 +137,25 @@ class Catalog:
         object.__setattr__(self, "_by_build", index)
 
     def find(self, v: LicenseServerVersion) -> Release | None:
-        """The entry with this build and the same version (11.17.2 equals 11.17.2.0)."""
+        """The entry with this build number.
+
+        Builds are unique across versions, and the version text a server reports does not
+        always agree with the build (the telemetry ``ProductVersion`` has been seen as
+        ``11.16.6.0. build 35000`` for what the catalog lists as 11.17.2.0 build 35000), so the
+        build decides; see docs/catalog.md.
+        """
         i = self._by_build.get(v.build)
-        if i is None:
-            return None
-        r = self.releases[i]
-        return r if r.version == v else None
+        return None if i is None else self.releases[i]
 
     def newer_than(self, v: LicenseServerVersion) -> tuple[Release, ...]:
-        """Releases strictly newer than ``v``, oldest first."""
+        """Releases newer than ``v``, oldest first.
+
+        For a build in the catalog: the entries after it. For an unknown build: the entries
+        that order after ``(version, build)``.
+        """
+        i = self._by_build.get(v.build)
+        if i is not None:
+            return self.releases[i + 1 :]
         return tuple(r for r in self.releases if r.version > v)
 
     def latest(self) -> Release | None:

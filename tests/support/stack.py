@@ -1,0 +1,424 @@
+"""The whole monitoring stack on 127.0.0.1, for end-to-end tests:
+
+    simulated fleet (in process) <- exporter (process) <- Prometheus (process, bundled rules)
+        -> Alertmanager (process, examples/alertmanager.yml) -> webhook receiver (in process)
+
+One stack serves the whole test session (Prometheus needs about 5.5 s before its first scraped
+series shows, so starting it per test would dominate the run time). Test modules share it
+through the ``e2e_stack`` fixture below; the first user starts it, the last one stops it and
+asserts that no process it started is left.
+
+What differs from production, and why:
+
+- Clocks. Scrape and rule evaluation every second; Alertmanager's ``group_wait`` 0s,
+  ``group_interval`` 1s. The bundled rules' ``for`` and ``keep_firing_for`` are divided by
+  ``CLOCK_SCALE`` (5m becomes 1s, 30m 6s) in a copy of the rules: same expressions, same
+  labels and annotations, same order in which the alerts of one server start and stop, shorter
+  clocks. Windows inside expressions (``[1h]``) and thresholds are left alone.
+- Receivers. Every receiver of examples/alertmanager.yml that sends somewhere is replaced, in a
+  copy made by code, by a webhook to the test's receiver; receivers that send nowhere stay
+  empty. Routes, matchers, grouping and inhibitions are the example's own. Time-based muting
+  (``mute_time_intervals``/``active_time_intervals``) is dropped so the test does not depend
+  on the hour it runs at.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from citrix_license_exporter.simulator.fleet import Fleet
+from citrix_license_exporter.simulator.scenario import Scenario, parse_scenario
+
+from .exporter import ExporterProcess
+from .prometheus import (
+    Alertmanager,
+    Prometheus,
+    WebhookReceiver,
+    children_of,
+    group_members,
+    wait_until,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES_DIR = ROOT / "rules"
+THRESHOLDS = RULES_DIR / "thresholds.yml"
+ALERTMANAGER_EXAMPLE = ROOT / "examples" / "alertmanager.yml"
+
+#: Production durations are divided by this in the test's copy of the rules.
+CLOCK_SCALE = 300
+INTERVAL = "1s"
+
+DEFAULT_JOBS = {"probe": "citrix-license", "exporter": "citrix-license-exporter"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The simulated fleet of the end-to-end tests
+
+
+def _scenario(name: str, description: str, **sections: Any) -> Scenario:
+    return parse_scenario(
+        {"name": name, "description": description, **sections}, f"tests/support/stack.py:{name}"
+    )
+
+
+ALL_REFUSE = {"license_manager": "refuse", "vendor_daemon": "refuse", "web_services": "refuse"}
+
+
+def e2e_scenarios() -> list[Scenario]:
+    """Servers in different states. The ``e2e-stop-*`` and ``e2e-upgrade-*`` servers are
+    changed at run time by tests/e2e/test_alerting_e2e.py; the others keep their state for the
+    whole session, so the dashboard's panels always have something to show."""
+    return [
+        _scenario("e2e-healthy", "Everything answers; certificate 300 days.",
+                  network={"certificate_days_left": 300}),
+        _scenario("e2e-cert-expiring", "Web Services certificate expires in 10 days (warning).",
+                  network={"certificate_days_left": 10}),
+        _scenario("e2e-cert-critical", "Web Services certificate expires in 3 days (critical).",
+                  network={"certificate_days_left": 3}),
+        _scenario("e2e-vendor-down", "The CITRIX vendor daemon refuses connections.",
+                  network={"ports": {"vendor_daemon": "refuse"}, "certificate_days_left": 200}),
+        _scenario("e2e-unreachable", "Every licensing port refuses connections.",
+                  network={"ports": dict(ALL_REFUSE)}),
+        _scenario("e2e-stop-me", "Healthy but for a certificate expiring in 20 days; the test "
+                  "stops it to see 'unreachable' page and mute its other alerts.",
+                  network={"certificate_days_left": 20}),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration of Prometheus and Alertmanager
+
+
+DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def parse_duration(text: str) -> float:
+    text = str(text).strip()
+    parts = DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return sum(int(n) * UNIT_SECONDS[u] for n, u in parts)
+
+
+def scaled(duration: str, scale: float = CLOCK_SCALE) -> str:
+    """``duration`` divided by ``scale``, rounded up to whole seconds (0 stays 0)."""
+    seconds = parse_duration(duration)
+    return f"{math.ceil(seconds / scale)}s" if seconds > 0 else "0s"
+
+
+def bundled_rule_files(folder: Path = RULES_DIR) -> list[Path]:
+    """The Prometheus rule files in rules/ (YAML documents with top-level ``groups``)."""
+    files = []
+    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "groups" in data:
+            files.append(path)
+    return files
+
+
+def fast_rules(data: dict[str, Any], scale: float = CLOCK_SCALE) -> dict[str, Any]:
+    """A copy of a rule file with every ``for``/``keep_firing_for`` divided by ``scale`` and
+    every group ``interval`` dropped (the global 1s applies). Nothing else changes."""
+    out = copy.deepcopy(data)
+    for group in out.get("groups", []):
+        group.pop("interval", None)
+        for rule in group.get("rules", []):
+            for key in ("for", "keep_firing_for"):
+                if key in rule:
+                    rule[key] = scaled(rule[key], scale)
+    return out
+
+
+def thresholds() -> dict[str, Any]:
+    if not THRESHOLDS.exists():
+        return {}
+    data = yaml.safe_load(THRESHOLDS.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def job_names() -> dict[str, str]:
+    jobs = dict(DEFAULT_JOBS)
+    jobs.update(thresholds().get("jobs") or {})
+    return jobs
+
+
+def prometheus_config(
+    targets: Sequence[str], exporter_address: str, alertmanager_address: str, rules_glob: str
+) -> dict[str, Any]:
+    """The README's multi-target scrape configuration, with the test's short intervals."""
+    jobs = job_names()
+    return {
+        "global": {
+            "scrape_interval": INTERVAL,
+            "scrape_timeout": INTERVAL,
+            "evaluation_interval": INTERVAL,
+        },
+        "rule_files": [rules_glob],
+        "alerting": {
+            "alertmanagers": [{"static_configs": [{"targets": [alertmanager_address]}]}]
+        },
+        "scrape_configs": [
+            {
+                "job_name": jobs["probe"],
+                "metrics_path": "/probe",
+                "static_configs": [{"targets": list(targets)}],
+                "relabel_configs": [
+                    {"source_labels": ["__address__"], "target_label": "__param_target"},
+                    {"source_labels": ["__param_target"], "target_label": "instance"},
+                    {"target_label": "__address__", "replacement": exporter_address},
+                ],
+            },
+            {
+                "job_name": jobs["exporter"],
+                "static_configs": [{"targets": [exporter_address]}],
+            },
+        ],
+    }
+
+
+TIMING = {"group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h"}
+TIME_MUTING = ("mute_time_intervals", "active_time_intervals")
+
+
+def webhook_alertmanager_config(original: dict[str, Any], webhook_url: str) -> dict[str, Any]:
+    """examples/alertmanager.yml with its receivers pointed at ``webhook_url`` and short
+    timings. Receivers that notify nobody (no ``*_configs``) stay that way."""
+    config = copy.deepcopy(original)
+    config.pop("templates", None)  # only used by the replaced integrations
+    config.pop("time_intervals", None)
+    config.pop("mute_time_intervals", None)
+    global_section = config.get("global") or {}
+    config["global"] = {"resolve_timeout": global_section.get("resolve_timeout", "5m")}
+    for receiver in config.get("receivers", []):
+        integrations = [key for key in receiver if key.endswith("_configs")]
+        for key in integrations:
+            del receiver[key]
+        if integrations:
+            receiver["webhook_configs"] = [
+                {"url": f"{webhook_url}/{receiver['name']}", "send_resolved": True}
+            ]
+
+    def fix(route: dict[str, Any], root: bool) -> None:
+        for key in TIME_MUTING:
+            route.pop(key, None)
+        for key, value in TIMING.items():
+            if root or key in route:
+                route[key] = value
+        for child in route.get("routes", []) or []:
+            fix(child, False)
+
+    fix(config["route"], True)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# The stack
+
+
+@dataclass
+class Stack:
+    root: Path
+    scenarios: list[Scenario] = field(default_factory=e2e_scenarios)
+
+    def __post_init__(self) -> None:
+        self.webhook: WebhookReceiver | None = None
+        self.fleet: Fleet | None = None
+        self.exporter: ExporterProcess | None = None
+        self.alertmanager: Alertmanager | None = None
+        self.prometheus: Prometheus | None = None
+        self.started = time.monotonic()
+        self.ready_after: float | None = None
+        self.rule_files: list[Path] = []
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> Stack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.webhook = WebhookReceiver()
+        self.fleet = Fleet(self.scenarios)
+        config = self.fleet.exporter_config(self.root, timeout="5s")
+        for module in config["modules"].values():
+            # Let a change to a simulated server show at the next scrape instead of after the
+            # production cache interval (Citrix asks for 15 minutes between WMI polls).
+            if isinstance(module.get("winrm"), dict):
+                module["winrm"]["cache_interval"] = "1s"
+        config_path = self.root / "exporter.yml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        self.exporter = ExporterProcess(f"--config.file={config_path}")
+        exporter_address = self.exporter.wait_ready().removeprefix("http://")
+
+        am_example = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text(encoding="utf-8"))
+        am_config = webhook_alertmanager_config(am_example, self.webhook.url)
+        am_path = self.root / "alertmanager.yml"
+        am_path.write_text(yaml.safe_dump(am_config, sort_keys=False), encoding="utf-8")
+        self.alertmanager = Alertmanager(
+            am_path, self.root / "alertmanager-data", self.root / "alertmanager.log"
+        )
+
+        rules_dir = self.root / "rules"
+        rules_dir.mkdir()
+        for path in bundled_rule_files():
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            copy_path = rules_dir / path.name
+            copy_path.write_text(yaml.safe_dump(fast_rules(data), sort_keys=False),
+                                 encoding="utf-8")
+            self.rule_files.append(copy_path)
+        prom_config = prometheus_config(
+            [s.name for s in self.scenarios],
+            exporter_address,
+            self.alertmanager.url.removeprefix("http://"),
+            str(rules_dir / "*.yml"),
+        )
+        prom_path = self.root / "prometheus.yml"
+        prom_path.write_text(yaml.safe_dump(prom_config, sort_keys=False), encoding="utf-8")
+        self.prometheus = Prometheus(
+            prom_path, self.root / "prometheus-data", self.root / "prometheus.log"
+        )
+        self.wait_scraped()
+        self.ready_after = time.monotonic() - self.started
+
+    def wait_scraped(self, timeout: float = 60.0) -> None:
+        """Until Prometheus holds a successful scrape of every target and the exporter."""
+        prometheus = self.prom
+        jobs = job_names()
+        wanted = {s.name for s in self.scenarios}
+
+        def scraped() -> bool:
+            result = prometheus.query(f'up{{job=~"{jobs["probe"]}|{jobs["exporter"]}"}} == 1')
+            seen = {r["metric"].get("instance") for r in result}
+            return wanted <= seen and len(seen) > len(wanted)
+
+        wait_until(scraped, timeout, "the first scrape of every target",
+                   explain=lambda: self.prom.process.log())
+
+    def stop(self) -> None:
+        for part in (self.prometheus, self.alertmanager):
+            if part is not None:
+                part.stop()
+        if self.exporter is not None:
+            self.exporter.stop()
+        if self.fleet is not None:
+            self.fleet.close()
+        if self.webhook is not None:
+            self.webhook.stop()
+
+    def leftovers(self) -> list[str]:
+        """Processes this stack started that are still alive (must be empty after stop())."""
+        found = []
+        for part in (self.prometheus, self.alertmanager):
+            if part is not None:
+                alive = group_members(part.process.pgid)
+                if alive or part.process.alive():
+                    found.append(f"{part.process.name} (group {part.process.pgid}: {alive})")
+        if self.exporter is not None and self.exporter.proc.poll() is None:
+            found.append(f"exporter (pid {self.exporter.proc.pid})")
+        return found
+
+    # -- access --------------------------------------------------------------------------------
+
+    @property
+    def prom(self) -> Prometheus:
+        assert self.prometheus is not None, "the stack is not running"
+        return self.prometheus
+
+    @property
+    def am(self) -> Alertmanager:
+        assert self.alertmanager is not None, "the stack is not running"
+        return self.alertmanager
+
+    @property
+    def hook(self) -> WebhookReceiver:
+        assert self.webhook is not None, "the stack is not running"
+        return self.webhook
+
+    @property
+    def simulated(self) -> Fleet:
+        assert self.fleet is not None, "the stack is not running"
+        return self.fleet
+
+
+# ---------------------------------------------------------------------------------------------
+# One stack per test session, shared by every test module that uses the fixture
+
+
+class _Shared:
+    lock = threading.Lock()
+    stack: Stack | None = None
+    users = 0
+    tmp: str | None = None
+    children_before: set[int] = set()  # noqa: RUF012 - process-wide by design
+
+
+def require_binaries() -> None:
+    missing = [b for b in ("prometheus", "prometheus-alertmanager") if shutil.which(b) is None]
+    if missing:
+        message = (f"{', '.join(missing)} not installed "
+                   "(apt-get install prometheus prometheus-alertmanager; .ci/run does)")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def acquire() -> Stack:
+    with _Shared.lock:
+        if _Shared.stack is None:
+            require_binaries()
+            _Shared.children_before = set(children_of(os.getpid()))
+            _Shared.tmp = tempfile.mkdtemp(prefix="cle-e2e-")
+            _Shared.stack = Stack(Path(_Shared.tmp)).start()
+        _Shared.users += 1
+        return _Shared.stack
+
+
+def release(report: Any = None) -> None:
+    """Drop one user; the last one stops the stack and checks that nothing is left running."""
+    with _Shared.lock:
+        _Shared.users -= 1
+        if _Shared.users > 0 or _Shared.stack is None:
+            return
+        stack, _Shared.stack = _Shared.stack, None
+        stack.stop()
+        leftovers = stack.leftovers()
+        new_children = set(children_of(os.getpid())) - _Shared.children_before
+        elapsed = time.monotonic() - stack.started
+        line = (f"e2e stack: up {elapsed:.1f}s in total, ready (first scrape of every "
+                f"target) after {stack.ready_after or float('nan'):.1f}s")
+        if report is not None:
+            report.write_line(line)
+        else:
+            print(line, file=sys.stderr)
+        if _Shared.tmp is not None and not leftovers:
+            shutil.rmtree(_Shared.tmp, ignore_errors=True)
+        assert not leftovers, f"processes left running: {leftovers}"
+        assert not new_children, f"child processes left running: {sorted(new_children)}"
+
+
+@pytest.fixture(scope="session")
+def e2e_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """The shared stack. Import this fixture into a test module to use it."""
+    stack = acquire()
+    yield stack
+    release(request.config.pluginmanager.get_plugin("terminalreporter"))
