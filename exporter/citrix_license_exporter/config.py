@@ -298,6 +298,12 @@ def _positive_int(value: object) -> int:
     return value
 
 
+def _non_negative_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number >= 0, got {value!r}")
+    return value
+
+
 def _positive_duration(value: object) -> float:
     seconds = parse_duration(value)
     if seconds <= 0:
@@ -496,7 +502,9 @@ def _target(
 
 
 def _policy(r: Reader, raw: object, path: str) -> PolicyConfig:
-    m = r.mapping(raw, path, {"six_month_rule", "months", "minimum_builds"})
+    m = r.mapping(
+        raw, path, {"six_month_rule", "months", "minimum_builds", "six_month_rule_from_build"}
+    )
     minimum: tuple[MinimumBuild, ...] = DEFAULT_MINIMUM_BUILDS
     if "minimum_builds" in m:
         items = m["minimum_builds"]
@@ -517,6 +525,10 @@ def _policy(r: Reader, raw: object, path: str) -> PolicyConfig:
         six_month_rule=r.value(m, path, "six_month_rule", _bool, True),
         months=r.value(m, path, "months", _positive_int, 6),
         minimum_builds=minimum,
+        six_month_rule_from_build=r.value(
+            m, path, "six_month_rule_from_build", _non_negative_int,
+            PolicyConfig().six_month_rule_from_build,
+        ),
     )
 
 

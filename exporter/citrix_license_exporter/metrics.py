@@ -119,6 +119,15 @@ def server_families(result: ProbeResult) -> Iterator[Metric]:
         )
         deadline.add_metric([assessment.deadline.rule], ts(assessment.deadline.at))
         yield deadline
+        latest = gauge(
+            "server_update_deadline_latest_timestamp_seconds",
+            "The latest the update deadline can be: equal to the deadline when the release "
+            "dates it rests on are exact, later when they are known only as bounds.",
+            ["rule"],
+        )
+        latest_at = assessment.deadline.latest_at or assessment.deadline.at
+        latest.add_metric([assessment.deadline.rule], ts(latest_at))
+        yield latest
     las = gauge(
         "server_las_supported",
         "1 if the running build supports the License Activation Service (build 51000 or later).",

@@ -169,8 +169,11 @@ class EnumerationPage:
 
 
 def enumeration_page(envelope: Element) -> EnumerationPage:
-    """The instances of an EnumerateResponse (with OptimizeEnumeration) or a PullResponse."""
-    body = envelope.find("s:Body", NS)
+    """The instances of an EnumerateResponse (with OptimizeEnumeration) or a PullResponse.
+
+    ``envelope`` is the whole SOAP envelope or just its Body.
+    """
+    body = envelope if envelope.tag == f"{{{NS['s']}}}Body" else envelope.find("s:Body", NS)
     if body is None:
         raise ParseError("WS-Man answer has no SOAP Body")
     response = body.find("wsen:EnumerateResponse", NS)

@@ -257,6 +257,8 @@ class _SafeWSMan(WSMan):  # type: ignore[misc]
             response = self.transport.send(xml)
         except WinRMTransportError as err:
             raise _http_error(err.code, err.response_text, self.budget.max_bytes) from None
+        except UnicodeDecodeError:
+            raise WinRMCollectorError("unreadable WinRM answer: not UTF-8 text") from None
         root = _parse(response, self.budget.max_bytes)
         fault = parse_fault(root)
         if fault is not None:
