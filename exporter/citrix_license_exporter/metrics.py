@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
+from .citrix.licensing import WinRMData
 from .collectors.network import NetworkData
 from .probe import ProbeResult
 
@@ -61,10 +62,107 @@ def network_families(data: NetworkData, result: ProbeResult) -> Iterator[Metric]
             yield verified
 
 
+POOL_LABELS = ("feature", "product", "edition", "model", "license_type", "pool")
+
+
+def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
+    """What the WinRM collector read (cached: every HELP says the data may be that old)."""
+    service_up = gauge(
+        "service_up",
+        "1 if the licensing Windows service is running, 0 if stopped or not installed."
+        + CACHED_NOTE,
+        ["service"],
+    )
+    for service in data.services:
+        service_up.add_metric([service.name], 1.0 if service.running else 0.0)
+    yield service_up
+
+    pool_metrics = {
+        "installed": ("license_installed", "Licenses installed in the pool (WMI Count)."),
+        "in_use": ("license_in_use", "Licenses of the pool in use (WMI InUseCount)."),
+        "available": ("license_available", "Licenses of the pool available (WMI PooledAvailable)."),
+        "overdraft": ("license_overdraft", "Overdraft licenses of the pool (WMI Overdraft)."),
+    }
+    families = {
+        attr: gauge(name, doc + " One series per pool; sum by (feature) for totals." + CACHED_NOTE,
+                    POOL_LABELS)
+        for attr, (name, doc) in pool_metrics.items()
+    }
+    sa = gauge(
+        "license_subscription_advantage_timestamp_seconds",
+        "Subscription Advantage / Customer Success Services date of the pool (absent when the "
+        "pool has none)." + CACHED_NOTE,
+        POOL_LABELS,
+    )
+    for pool in data.pools:
+        feature = pool.feature
+        labels = [feature.pld, feature.product, feature.edition, feature.model,
+                  pool.license_type or "unknown", pool.pool]
+        for attr, family in families.items():
+            family.add_metric(labels, float(getattr(pool, attr)))
+        if pool.subscription_advantage is not None:
+            sa.add_metric(labels, ts(pool.subscription_advantage))
+    yield from families.values()
+    yield sa
+
+    expiry = gauge(
+        "license_expiry_timestamp_seconds",
+        "When the license expires (permanent licenses have no series)." + CACHED_NOTE,
+        ["feature", "serial"],
+    )
+    for item in data.licenses:
+        if item.expiry is not None:
+            expiry.add_metric([item.feature, item.serial], ts(item.expiry))
+    yield expiry
+
+    tele = data.telemetry
+    manual = gauge(
+        "telemetry_manual",
+        "1 if the target is configured telemetry: manual (air-gapped, reported by hand); the "
+        "upload metrics then describe the automatic uploader only (see docs/windows-setup.md).",
+    )
+    manual.add_metric([], 1.0 if data.telemetry_manual else 0.0)
+    yield manual
+    optional = (
+        ("telemetry_last_success_timestamp_seconds", tele.last_success,
+         "Last successful compliance telemetry upload in the uploader log tail (absent: none "
+         "there)."),
+        ("telemetry_last_attempt_timestamp_seconds", tele.last_attempt,
+         "Last compliance telemetry upload attempt in the uploader log tail (absent: none "
+         "there)."),
+        ("telemetry_last_attempt_success",
+         None if tele.last_attempt_success is None else float(tele.last_attempt_success),
+         "1 if the last compliance telemetry upload attempt succeeded (absent: no attempt)."),
+        ("telemetry_oldest_pending_bundle_timestamp_seconds", tele.oldest_pending_bundle,
+         "Creation time of the oldest upload bundle waiting in the License Server's "
+         "resource/usage folder (absent: none waiting)."),
+    )
+    for name, value, doc in optional:
+        if value is not None:
+            family = gauge(name, doc + CACHED_NOTE)
+            family.add_metric([], float(value))
+            yield family
+    failures = gauge(
+        "telemetry_consecutive_failures",
+        "Failed compliance uploads since the last success in the uploader log tail (a lower "
+        "bound when the tail holds no success)." + CACHED_NOTE,
+    )
+    failures.add_metric([], float(tele.consecutive_failures))
+    yield failures
+    pending = gauge(
+        "telemetry_pending_bundles",
+        "Upload bundles newer than the last successful upload, waiting in the License "
+        "Server's resource/usage folder." + CACHED_NOTE,
+    )
+    pending.add_metric([], float(tele.pending_bundles))
+    yield pending
+
+
 #: collector name -> builder of that collector's data families. Collectors whose data is
 #: defined elsewhere register here (see the end of this module).
 DATA_FAMILIES: dict[str, Callable[[Any, ProbeResult], Iterable[Metric]]] = {
     "probe": network_families,
+    "winrm": winrm_families,
 }
 
 

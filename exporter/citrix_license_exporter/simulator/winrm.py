@@ -442,7 +442,7 @@ def _envelope(action: str, relates_to: str, body: str) -> bytes:
         f"<a:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:To>"
         f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo></s:Header>"
         f"<s:Body>{body}</s:Body></s:Envelope>"
-    ).encode("utf-8")
+    ).encode()
 
 
 def fault_body(subcode: str, code: int, message: str, provider_code: int | None = None) -> str:
@@ -809,7 +809,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.do_handshake()
             self.connection.settimeout(self.timeout)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: tests read the exporter's log, not the simulator's
 
     def handle(self) -> None:
@@ -840,7 +840,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self._send(401, b"", headers)
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         sim = self.server.sim
         length = int(self.headers.get("Content-Length") or 0)
         if length > 4 * 1024 * 1024:
