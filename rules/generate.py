@@ -77,6 +77,12 @@ class Thresholds:
             raise ThresholdError(f"thresholds.yml: {path} must be a non-empty string")
         return value
 
+    def flag(self, path: str) -> bool:
+        value = self._get(path)
+        if not isinstance(value, bool):
+            raise ThresholdError(f"thresholds.yml: {path} must be true or false, not {value!r}")
+        return value
+
     def names(self, path: str) -> list[str]:
         value = self._get(path)
         if not isinstance(value, list) or not value:
@@ -665,7 +671,7 @@ class Generator:
         )
         sa_days = num(self.t.number("licenses.subscription_advantage_warning_days"))
         sa_left = (
-            f"((citrix_license_subscription_advantage_timestamp_seconds > 0) - time()) / {DAY}"
+            f"((citrix_license_subscription_advantage_timestamp_seconds != 0) - time()) / {DAY}"
         )
         summary = "Subscription Advantage / Customer Success Services of Citrix licenses ends."
         description = fill(
@@ -724,12 +730,18 @@ class Generator:
                 "grace period.",
             )
         )
+        # Whether WMI's Count (citrix_license_installed) includes the overdraft allowance is not
+        # publicly documented: thresholds.yml says which reading to use.
+        purchased = "sum by (job, instance, feature) (citrix_license_installed)"
+        if self.t.flag("licenses.installed_includes_overdraft"):
+            purchased = (
+                f"(\n  {purchased}\n  -\n"
+                "  sum by (job, instance, feature) (citrix_license_overdraft)\n)"
+            )
         rules.append(
             self.alert(
                 "CitrixLicenseOverdraftInUse",
-                "sum by (job, instance, feature) (citrix_license_in_use)\n"
-                ">\n"
-                "sum by (job, instance, feature) (citrix_license_installed)",
+                f"sum by (job, instance, feature) (citrix_license_in_use)\n>\n{purchased}",
                 "warning",
                 "Citrix overdraft licenses are in use.",
                 fill(

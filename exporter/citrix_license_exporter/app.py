@@ -10,12 +10,13 @@ import logging
 import platform
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import Metric
 
 from . import __version__
+from .catalog_sources import CatalogRefresher, RefreshStatus
 from .citrix.catalog import Catalog, load_bundled, merge
 from .collectors.base import Collector
 from .config import Config, ConfigError, load_config
@@ -26,10 +27,17 @@ log = logging.getLogger(__name__)
 
 def default_collectors() -> dict[str, Collector]:
     """Every collector the exporter knows, by the name modules use in ``collectors:``."""
+    from .collectors.cloud import CloudCollector
+    from .collectors.controller import ControllerCollector
     from .collectors.network import NetworkCollector
     from .collectors.winrm import WinRMCollector
 
-    collectors: dict[str, Collector] = {"probe": NetworkCollector(), "winrm": WinRMCollector()}
+    collectors: dict[str, Collector] = {
+        "probe": NetworkCollector(),
+        "winrm": WinRMCollector(),
+        "controller": ControllerCollector(),
+        "cloud": CloudCollector(),
+    }
     for name, factory in COLLECTOR_FACTORIES.items():
         collectors[name] = factory()
     return collectors
@@ -53,7 +61,30 @@ class ExporterState:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._catalog_lock = threading.Lock()
         self.extra_family_sources: list[Callable[[], Iterable[Metric]]] = []
+        #: Follows ``catalog.sources`` (catalog_sources.py); runs between start() and stop().
+        self.refresher = CatalogRefresher(self.config.catalog, on_change=self._update_catalog)
+
+    def start(self) -> None:
+        """Start background work: read the file catalog sources, then follow every source."""
+        self.refresher.start()
+        self._update_catalog()
+
+    def stop(self) -> None:
+        # A fetch in progress is abandoned (daemon thread) rather than waited for.
+        self.refresher.stop(timeout=1.0)
+
+    def _update_catalog(self) -> None:
+        """Recompute the effective catalog from the config in force and the sources' last good
+        catalogs (called on start, on reload and by the refresher when a source changed)."""
+        with self._catalog_lock:
+            self.catalog = effective_catalog(self.config, self.refresher.catalogs())
+
+    def catalog_refresh_status(self) -> RefreshStatus | None:
+        """The catalog sources' refresh status; None when the config names no source."""
+        status = self.refresher.status()
+        return status if status.sources else None
 
     @classmethod
     def load(
@@ -76,7 +107,6 @@ class ExporterState:
         with self._lock:
             try:
                 config = load_config(self.config_path)
-                catalog = effective_catalog(config)
             except ConfigError as exc:
                 self.last_reload_successful = False
                 for line in exc.lines():
@@ -86,7 +116,12 @@ class ExporterState:
                     extra={"fields": {"file": self.config_path, "problems": len(exc.problems)}},
                 )
                 return False, str(exc)
-            self.config, self.catalog = config, catalog
+            # Sources that stay keep their last good catalog; file sources are re-read now and
+            # new URL sources are fetched by the refresher's thread (the reload does not wait).
+            self.refresher.update(config.catalog)
+            with self._catalog_lock:
+                self.config = config
+                self.catalog = effective_catalog(config, self.refresher.catalogs())
             self.prober.clear_cache()
             self.last_reload_successful = True
             self.last_reload_success_time = time.time()
@@ -102,11 +137,11 @@ class ExporterState:
             yield from source()
 
 
-def effective_catalog(config: Config) -> Catalog:
-    """The user's own releases (from the config) override the bundled catalog per build."""
+def effective_catalog(config: Config, sources: Sequence[Catalog] = ()) -> Catalog:
+    """Per build, the first of: the user's own releases (``catalog.releases``), the sources'
+    last good catalogs in configured order, the bundled catalog."""
     bundled = load_bundled()
-    if not config.catalog_releases:
+    if not config.catalog.releases and not sources:
         return bundled
-    own = Catalog(releases=tuple(sorted(config.catalog_releases, key=lambda r: r.version)),
-                  generated=None)
-    return merge(own, bundled)
+    own = Catalog(releases=config.catalog.releases, generated=None)
+    return merge(own, *sources, bundled)

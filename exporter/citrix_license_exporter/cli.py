@@ -97,7 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also write the generated exporter config here")
     catalog = sub.add_parser("catalog", help="inspect or validate the release catalog")
     catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
-    catalog_sub.add_parser("show", help="print the effective catalog and implied deadlines")
+    show = catalog_sub.add_parser(
+        "show", help="print the effective catalog and the update deadline of each build"
+    )
+    show.add_argument(
+        "--config.file", dest="show_config_file", default=None,
+        help="configuration whose catalog section and policy to use (default: as the exporter; "
+             "without a configuration file, the bundled catalog and the default policy)",
+    )
+    show.add_argument(
+        "--build", dest="builds", action="append", default=None, metavar="BUILD",
+        help="show only this build in detail: a build number (52100) or a version text "
+             "('11.17.2.0 build 52100'); may be repeated",
+    )
     check = catalog_sub.add_parser("check", help="validate a catalog file")
     check.add_argument("file")
     return parser
@@ -147,6 +159,7 @@ def run_server(
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
+    state.start()  # the release catalog sources (file sources are read before serving)
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     server.ready.set()
@@ -161,6 +174,7 @@ def run_server(
     stop.wait()
     server.shutdown()
     server.server_close()
+    state.stop()
     if on_stop is not None:
         on_stop()
     log.info("stopped")

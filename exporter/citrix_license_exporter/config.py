@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from .citrix.catalog import Release, parse_releases
+from .citrix.catalog import MAX_DOCUMENT_BYTES, Release, parse_releases
 from .citrix.policy import DEFAULT_MINIMUM_BUILDS, MinimumBuild, PolicyConfig
 
 COLLECTORS = ("probe", "winrm", "controller", "cloud")
@@ -106,6 +107,35 @@ class WinRMConfig:
 
 
 @dataclass(frozen=True)
+class ControllerConfig:
+    """The Delivery Controller REST API (``https://<controller>/cvad/manage``), read-only."""
+
+    username: str
+    password: Secret | None
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    base_path: str = "/cvad/manage"
+    #: Where the License Server status (LicenseInformation.LicenseServerStatus) is read, per
+    #: site; empty: not read (see docs/controller-and-cloud.md).
+    license_overview_path: str = "/Licensing/LicenseOverview"
+    cache_interval: float = 60.0
+    max_response_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    """Citrix Cloud's licensing API (experimental): one License Server list per customer."""
+
+    customer_id: str
+    client_id: Secret | None
+    client_secret: Secret | None
+    trust_url: str = "https://trust.citrixworkspacesapi.net"
+    licensing_url: str = "https://licensing.citrixworkspacesapi.net"
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    cache_interval: float = 900.0
+    max_response_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class ModuleConfig:
     name: str
     timeout: float = 10.0
@@ -114,11 +144,17 @@ class ModuleConfig:
     allow_unlisted_targets: bool = False
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     winrm: WinRMConfig | None = None
+    controller: ControllerConfig | None = None
+    cloud: CloudConfig | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def cache_interval(self, collector: str) -> float:
         if collector == "winrm" and self.winrm is not None:
             return self.winrm.cache_interval
+        if collector == "controller" and self.controller is not None:
+            return self.controller.cache_interval
+        if collector == "cloud" and self.cloud is not None:
+            return self.cloud.cache_interval
         section = self.extra.get(collector)
         interval = getattr(section, "cache_interval", None)
         return float(interval) if interval is not None else 0.0
@@ -132,10 +168,71 @@ class TargetConfig:
     telemetry: Literal["automatic", "manual"] = "automatic"
     ports: Mapping[str, int] = field(default_factory=dict)
     winrm_url: str | None = None
+    #: Delivery Controllers (https://host[:port]) of the site(s) that use this License Server.
+    controllers: tuple[str, ...] = ()
+    #: The site (name or Id) to watch; None: every site the controllers report.
+    site: str | None = None
+    #: The name Citrix Cloud lists this License Server under; None: the address.
+    cloud_fqdn: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def port(self, module: ModuleConfig, name: str) -> int:
         return self.ports.get(name, module.probe.ports[name])
+
+
+#: Defaults of the ``catalog:`` section (docs/catalog.md "Following the published catalog").
+CATALOG_REFRESH_INTERVAL = 24 * 3600.0
+CATALOG_TIMEOUT = 30.0
+CATALOG_MAX_BYTES = MAX_DOCUMENT_BYTES
+CATALOG_MAX_BYTES_LIMIT = 100 * 1024 * 1024
+CATALOG_MIN_REFRESH_INTERVAL = 1.0
+
+
+def redact_url(url: str) -> str:
+    """``url`` without anything secret, for labels and logs: user info becomes ``***`` and
+    every query value ``***`` (a token may sit in either); the fragment is dropped."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<invalid URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = ("***@" if "@" in parts.netloc else "") + host + (f":{port}" if port else "")
+    query = "&".join(
+        f"{key}=***" if sep else key
+        for key, sep, _ in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+@dataclass(frozen=True)
+class CatalogSource:
+    """A release catalog the exporter follows: an HTTPS ``url`` or a local ``file``."""
+
+    url: str | None = None
+    file: str | None = None  # resolved against the configuration file's folder
+    ca_file: str | None = None  # CA bundle for ``url`` (TLS verification stays on)
+
+    @property
+    def label(self) -> str:
+        """Stable, non-secret name: the ``source`` label and ``Release.origin``."""
+        if self.url is not None:
+            return redact_url(self.url)
+        return str(self.file)
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """The ``catalog:`` section. Precedence: ``releases``, then ``sources`` in order, then the
+    bundled catalog (per build, the first that has it wins)."""
+
+    releases: tuple[Release, ...] = ()
+    sources: tuple[CatalogSource, ...] = ()
+    refresh_interval: float = CATALOG_REFRESH_INTERVAL
+    max_bytes: int = CATALOG_MAX_BYTES
+    timeout: float = CATALOG_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -144,8 +241,13 @@ class Config:
     modules: Mapping[str, ModuleConfig]
     targets: tuple[TargetConfig, ...]
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    catalog_releases: tuple[Release, ...] = ()
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def catalog_releases(self) -> tuple[Release, ...]:
+        """The user's own release entries (``catalog.releases``)."""
+        return self.catalog.releases
 
     def find_target(self, name_or_address: str) -> TargetConfig | None:
         for target in self.targets:
@@ -408,6 +510,94 @@ def _winrm(r: Reader, raw: object, path: str) -> WinRMConfig:
     )
 
 
+_HTTPS_URL = re.compile(r"^https://[^/\s?#@]+/?$")
+_HTTPS_BASE_URL = re.compile(r"^https://[^/\s?#@]+(/[^\s?#]*)?$")
+
+
+def _https_host_url(value: object) -> str:
+    """``https://host[:port]``: where credentials go, so plain http is refused."""
+    text = _str(value).strip()
+    if not _HTTPS_URL.match(text):
+        raise ValueError(f"expected https://host[:port] (no path), got {text!r}")
+    return text.rstrip("/")
+
+
+def _https_base_url(value: object) -> str:
+    text = _str(value).strip()
+    if not _HTTPS_BASE_URL.match(text):
+        raise ValueError(f"expected an https:// URL, got {text!r}")
+    return text.rstrip("/")
+
+
+def _url_path(value: object) -> str:
+    if value == "":
+        return ""
+    text = _str(value).strip()
+    if not text.startswith("/") or any(c.isspace() or c in "?#" for c in text):
+        raise ValueError(f"expected a path starting with '/', got {text!r}")
+    return text.rstrip("/")
+
+
+def _controller(r: Reader, raw: object, path: str) -> ControllerConfig:
+    m = r.mapping(
+        raw,
+        path,
+        {
+            "username", "password", "password_file", "password_env", "tls", "base_path",
+            "license_overview_path", "cache_interval", "max_response_bytes",
+        },
+    )
+    password = r.secret(m, path, "password")
+    if password is None and not r.problems_for(path):
+        r.problem(path, "the controller API needs password_file or password_env")
+    return ControllerConfig(
+        username=r.value(m, path, "username", _str),
+        password=password,
+        tls=_tls(r, m.get("tls"), _join(path, "tls"), TLSConfig()),
+        base_path=r.value(m, path, "base_path", _url_path, "/cvad/manage"),
+        license_overview_path=r.value(
+            m, path, "license_overview_path", _url_path, "/Licensing/LicenseOverview"
+        ),
+        cache_interval=r.value(m, path, "cache_interval", parse_duration, 60.0),
+        max_response_bytes=r.value(m, path, "max_response_bytes", _positive_int, 4 * 1024 * 1024),
+    )
+
+
+def _cloud(r: Reader, raw: object, path: str) -> CloudConfig:
+    m = r.mapping(
+        raw,
+        path,
+        {
+            "customer_id", "client_id", "client_id_file", "client_id_env", "client_secret",
+            "client_secret_file", "client_secret_env", "trust_url", "licensing_url", "tls",
+            "cache_interval", "max_response_bytes",
+        },
+    )
+    client_id = r.secret(m, path, "client_id")
+    client_secret = r.secret(m, path, "client_secret")
+    for key, value in (("client_id", client_id), ("client_secret", client_secret)):
+        if value is None and not r.problems_for(path):
+            r.problem(path, f"Citrix Cloud API access needs {key}_file or {key}_env")
+    customer_id: str = r.value(m, path, "customer_id", _str)
+    if customer_id is not None and not re.match(r"^[A-Za-z0-9_.-]{1,128}$", customer_id):
+        r.problem(_join(path, "customer_id"), "expected the Citrix Cloud customer ID (letters, "
+                  "digits, '.', '_', '-')")
+    return CloudConfig(
+        customer_id=customer_id,
+        client_id=client_id,
+        client_secret=client_secret,
+        trust_url=r.value(
+            m, path, "trust_url", _https_base_url, "https://trust.citrixworkspacesapi.net"
+        ),
+        licensing_url=r.value(
+            m, path, "licensing_url", _https_base_url, "https://licensing.citrixworkspacesapi.net"
+        ),
+        tls=_tls(r, m.get("tls"), _join(path, "tls"), TLSConfig()),
+        cache_interval=r.value(m, path, "cache_interval", _positive_duration, 900.0),
+        max_response_bytes=r.value(m, path, "max_response_bytes", _positive_int, 8 * 1024 * 1024),
+    )
+
+
 #: Parsers for module sections that later collectors add: name -> (reader, raw, path) -> object.
 #: A collector module registers its section here so config.py stays the one place that reads YAML.
 EXTRA_MODULE_SECTIONS: dict[str, Callable[[Reader, object, str], Any]] = {}
@@ -416,7 +606,8 @@ EXTRA_TOP_LEVEL: dict[str, Callable[[Reader, object, str], Any]] = {}
 
 
 def _module(r: Reader, name: str, raw: object, path: str) -> ModuleConfig:
-    allowed = {"timeout", "collectors", "primary", "allow_unlisted_targets", "probe", "winrm"}
+    allowed = {"timeout", "collectors", "primary", "allow_unlisted_targets", "probe", "winrm",
+               "controller", "cloud"}
     allowed |= set(EXTRA_MODULE_SECTIONS)
     m = r.mapping(raw, path, allowed)
     collectors: tuple[str, ...] = ("probe",)
@@ -440,6 +631,14 @@ def _module(r: Reader, name: str, raw: object, path: str) -> ModuleConfig:
     winrm = _winrm(r, m["winrm"], _join(path, "winrm")) if "winrm" in m else None
     if "winrm" in collectors and winrm is None:
         r.problem(path, "collector winrm is enabled but the module has no winrm section")
+    controller = (
+        _controller(r, m["controller"], _join(path, "controller")) if "controller" in m else None
+    )
+    if "controller" in collectors and controller is None:
+        r.problem(path, "collector controller is enabled but the module has no controller section")
+    cloud = _cloud(r, m["cloud"], _join(path, "cloud")) if "cloud" in m else None
+    if "cloud" in collectors and cloud is None:
+        r.problem(path, "collector cloud is enabled but the module has no cloud section")
     extra: dict[str, Any] = {}
     for key, parse in EXTRA_MODULE_SECTIONS.items():
         if key in m:
@@ -454,6 +653,8 @@ def _module(r: Reader, name: str, raw: object, path: str) -> ModuleConfig:
         allow_unlisted_targets=r.value(m, path, "allow_unlisted_targets", _bool, False),
         probe=_probe(r, m.get("probe"), _join(path, "probe")),
         winrm=winrm,
+        controller=controller,
+        cloud=cloud,
         extra=extra,
     )
 
@@ -464,7 +665,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 def _target(
     r: Reader, raw: object, path: str, modules: Mapping[str, ModuleConfig]
 ) -> TargetConfig | None:
-    allowed = {"name", "address", "module", "telemetry", "ports", "winrm_url"}
+    allowed = {"name", "address", "module", "telemetry", "ports", "winrm_url", "controllers",
+               "site", "cloud_fqdn"}
     allowed |= set(EXTRA_TARGET_KEYS)
     m = r.mapping(raw, path, allowed)
     if not m:
@@ -483,6 +685,29 @@ def _target(
     winrm_url = r.value(m, path, "winrm_url", _str, None)
     if winrm_url is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", winrm_url):
         r.problem(_join(path, "winrm_url"), "expected http(s)://host:port/wsman")
+    controllers: list[str] = []
+    if m.get("controllers") is not None:
+        raw_controllers = m["controllers"]
+        cpath = _join(path, "controllers")
+        if not isinstance(raw_controllers, list) or not raw_controllers:
+            r.problem(cpath, "expected a non-empty list of https://host[:port] URLs")
+        else:
+            for i, item in enumerate(raw_controllers):
+                try:
+                    controllers.append(_https_host_url(item))
+                except ValueError as exc:
+                    r.problem(_join(cpath, i), str(exc))
+    site = r.value(m, path, "site", _str, None)
+    cloud_fqdn = r.value(m, path, "cloud_fqdn", _str, None)
+    target_module = modules.get(module)
+    if (
+        target_module is not None
+        and "controller" in target_module.collectors
+        and not controllers
+        and not r.problems_for(_join(path, "controllers"))
+    ):
+        r.problem(path, f"module {module!r} runs the controller collector: list the site's "
+                  "Delivery Controllers under controllers")
     extra = {
         key: parse(r, m[key], _join(path, key))
         for key, parse in EXTRA_TARGET_KEYS.items()
@@ -497,6 +722,9 @@ def _target(
         telemetry=r.value(m, path, "telemetry", _choice("automatic", "manual"), "automatic"),
         ports=_ports(r, m.get("ports"), _join(path, "ports")),
         winrm_url=winrm_url,
+        controllers=tuple(controllers),
+        site=site,
+        cloud_fqdn=cloud_fqdn.strip().rstrip(".").lower() if cloud_fqdn else None,
         extra=extra,
     )
 
@@ -532,20 +760,91 @@ def _policy(r: Reader, raw: object, path: str) -> PolicyConfig:
     )
 
 
-def _catalog(r: Reader, raw: object, path: str) -> tuple[Release, ...]:
-    m = r.mapping(raw, path, {"releases"} | set(EXTRA_TOP_LEVEL_CATALOG_KEYS))
-    if "releases" not in m:
-        return ()
-    releases, problems = parse_releases(
-        m["releases"], origin="config", path=_join(path, "releases")
+def _catalog_source(r: Reader, raw: object, path: str) -> CatalogSource | None:
+    m = r.mapping(raw, path, {"url", "file", "ca_file"})
+    if not m:
+        if isinstance(raw, dict) or raw is None:
+            r.problem(path, "expected a mapping with url (and optional ca_file) or file")
+        return None
+    url = r.value(m, path, "url", _str, None)
+    file = r.value(m, path, "file", _str, None)
+    ca_file = r.value(m, path, "ca_file", _str, None)
+    if (url is None) == (file is None):
+        if not r.problems_for(path):
+            r.problem(path, "give exactly one of url or file")
+        return None
+    if url is not None:
+        try:
+            parts = urlsplit(url)
+            valid = parts.scheme == "https" and bool(parts.hostname) and parts.port != 0
+        except ValueError:
+            valid = False
+        if not valid or len(url) > 2000 or any(c.isspace() for c in url):
+            r.problem(_join(path, "url"), f"expected an https:// URL, got {redact_url(url)!r}")
+            return None
+        if ca_file is not None:
+            ca_path = r.base_dir / ca_file
+            if not ca_path.is_file():
+                r.problem(_join(path, "ca_file"), f"{ca_path} does not exist")
+            ca_file = str(ca_path)
+        return CatalogSource(url=url, ca_file=ca_file)
+    if ca_file is not None:
+        r.problem(_join(path, "ca_file"), "only a url source takes a ca_file")
+    return CatalogSource(file=str((r.base_dir / str(file)).resolve()))
+
+
+def _max_bytes(value: object) -> int:
+    size = _positive_int(value)
+    if size > CATALOG_MAX_BYTES_LIMIT:
+        raise ValueError(f"at most {CATALOG_MAX_BYTES_LIMIT} bytes")
+    return size
+
+
+def _refresh_interval(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds < CATALOG_MIN_REFRESH_INTERVAL:
+        raise ValueError("must be at least 1s")
+    return seconds
+
+
+def _catalog(r: Reader, raw: object, path: str) -> CatalogConfig:
+    m = r.mapping(raw, path, {"releases", "sources", "refresh_interval", "max_bytes", "timeout"})
+    releases: list[Release] = []
+    if "releases" in m:
+        releases, problems = parse_releases(
+            m["releases"], origin="config", path=_join(path, "releases")
+        )
+        for key, reason in problems:
+            r.problem(key, reason)
+    sources: list[CatalogSource] = []
+    raw_sources = m.get("sources")
+    if raw_sources is not None and not isinstance(raw_sources, list):
+        r.problem(_join(path, "sources"), f"expected a list, got {_kind(raw_sources)}")
+    elif raw_sources is not None:
+        seen: dict[str, int] = {}
+        for i, item in enumerate(raw_sources):
+            ipath = _join(_join(path, "sources"), i)
+            source = _catalog_source(r, item, ipath)
+            if source is None:
+                continue
+            if source.label in seen:
+                r.problem(
+                    ipath,
+                    f"source {source.label!r} is listed twice "
+                    f"(also {path}.sources[{seen[source.label]}])",
+                )
+                continue
+            seen[source.label] = i
+            sources.append(source)
+    return CatalogConfig(
+        releases=tuple(releases),
+        sources=tuple(sources),
+        refresh_interval=r.value(
+            m, path, "refresh_interval", _refresh_interval, CATALOG_REFRESH_INTERVAL
+        ),
+        max_bytes=r.value(m, path, "max_bytes", _max_bytes, CATALOG_MAX_BYTES),
+        timeout=r.value(m, path, "timeout", _positive_duration, CATALOG_TIMEOUT),
     )
-    for key, reason in problems:
-        r.problem(key, reason)
-    return tuple(releases)
-
-
-#: Keys under ``catalog:`` that the catalog refresher reads (see catalog_sources.py).
-EXTRA_TOP_LEVEL_CATALOG_KEYS: set[str] = set()
 
 
 def parse_config(
@@ -597,7 +896,7 @@ def parse_config(
         modules=modules,
         targets=tuple(targets),
         policy=_policy(r, top.get("policy"), "policy"),
-        catalog_releases=_catalog(r, top.get("catalog"), "catalog"),
+        catalog=_catalog(r, top.get("catalog"), "catalog"),
         extra=extra,
     )
     if r.problems:

@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
+from .citrix.controller_api import LICENSE_SERVER_STATUSES, unique_site_labels
 from .citrix.licensing import WinRMData
+from .collectors.cloud import CloudData
+from .collectors.controller import ControllerData
 from .collectors.network import NetworkData
 from .probe import ProbeResult
 
@@ -78,10 +81,10 @@ def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
     yield service_up
 
     pool_metrics = {
-        "installed": ("license_installed", "Licenses installed in the pool (WMI Count)."),
-        "in_use": ("license_in_use", "Licenses of the pool in use (WMI InUseCount)."),
-        "available": ("license_available", "Licenses of the pool available (WMI PooledAvailable)."),
-        "overdraft": ("license_overdraft", "Overdraft licenses of the pool (WMI Overdraft)."),
+        "installed": ("installed", "Licenses installed in the pool (WMI Count)."),
+        "in_use": ("in_use", "Licenses of the pool in use (WMI InUseCount)."),
+        "available": ("available", "Licenses of the pool available (WMI PooledAvailable)."),
+        "overdraft": ("overdraft", "Overdraft licenses of the pool (WMI Overdraft)."),
     }
     families = {
         attr: gauge(name, doc + " One series per pool; sum by (feature) for totals." + CACHED_NOTE,
@@ -89,7 +92,7 @@ def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
         for attr, (name, doc) in pool_metrics.items()
     }
     sa = gauge(
-        "license_subscription_advantage_timestamp_seconds",
+        "subscription_advantage_timestamp_seconds",
         "Subscription Advantage / Customer Success Services date of the pool (absent when the "
         "pool has none)." + CACHED_NOTE,
         POOL_LABELS,
@@ -106,7 +109,7 @@ def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
     yield sa
 
     expiry = gauge(
-        "license_expiry_timestamp_seconds",
+        "expiry_timestamp_seconds",
         "When the license expires (permanent licenses have no series)." + CACHED_NOTE,
         ["feature", "serial"],
     )
@@ -158,11 +161,155 @@ def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
     yield pending
 
 
+# ---------------------------------------------------------------------------------------------
+# Delivery Controller: the licensing state of the site(s) using this License Server
+
+
+def controller_families(data: ControllerData, result: ProbeResult) -> Iterator[Metric]:
+    labels = unique_site_labels(data.sites)
+    info = gauge(
+        "site_info",
+        "A site using this License Server, with the License Server it is configured with "
+        "(LicenseServerName:LicenseServerPort), as the Delivery Controller reports it (value 1)."
+        + CACHED_NOTE,
+        ["site", "license_server"],
+    )
+    out_of_box = gauge(
+        "site_out_of_box_grace_active",
+        "1 if the site is in the licensing out-of-box grace period "
+        "(LicensingOutOfBoxGracePeriodActive)." + CACHED_NOTE,
+        ["site"],
+    )
+    grace = gauge(
+        "site_supplemental_grace_active",
+        "1 if the site's licensing grace period is active (LicensingGracePeriodActive): "
+        "connections beyond the installed licenses are allowed until it ends." + CACHED_NOTE,
+        ["site"],
+    )
+    grace_end = gauge(
+        "site_supplemental_grace_end_timestamp_seconds",
+        "When the site's licensing grace period ends: the time of the fetch plus "
+        "LicensingGraceHoursLeft. Absent when no grace period is active.",
+        ["site"],
+    )
+    status = gauge(
+        "site_license_server_status",
+        "The License Server status as the site sees it (LicenseServerStatus): one series per "
+        "state, 1 for the current state. Absent when the controller does not report it."
+        + CACHED_NOTE,
+        ["site", "status"],
+    )
+    alerts = gauge(
+        "site_alerts",
+        "Active licensing alerts of the site (LicensingAlerts), by AlertLevel." + CACHED_NOTE,
+        ["site", "level"],
+    )
+    peak = gauge(
+        "site_peak_concurrent_users",
+        "Peak concurrent licensed users of the site (PeakConcurrentLicenseUsers; concurrent "
+        "licensing model only)." + CACHED_NOTE,
+        ["site"],
+    )
+    unique = gauge(
+        "site_unique_users",
+        "Unique licensed users of the site (TotalUniqueLicenseUsers)." + CACHED_NOTE,
+        ["site"],
+    )
+    sessions = gauge(
+        "site_licensed_sessions_active",
+        "Active licensed sessions of the site (LicensedSessionsActive)." + CACHED_NOTE,
+        ["site"],
+    )
+    for site, label in zip(data.sites, labels, strict=True):
+        server = site.license_server_name or ""
+        if server and site.license_server_port is not None:
+            server = f"{server}:{site.license_server_port}"
+        info.add_metric([label, server], 1.0)
+        if site.out_of_box_grace_active is not None:
+            out_of_box.add_metric([label], 1.0 if site.out_of_box_grace_active else 0.0)
+        if site.grace_active is not None:
+            grace.add_metric([label], 1.0 if site.grace_active else 0.0)
+        end = site.grace_end(data.fetched_at)
+        if end is not None:
+            grace_end.add_metric([label], ts(end))
+        if site.license_server_status is not None:
+            for state in LICENSE_SERVER_STATUSES:
+                status.add_metric(
+                    [label, state], 1.0 if state == site.license_server_status else 0.0
+                )
+        for level, count in site.alerts.items():
+            alerts.add_metric([label, level], float(count))
+        for family, number in (
+            (peak, site.peak_concurrent_users),
+            (unique, site.unique_users),
+            (sessions, site.licensed_sessions_active),
+        ):
+            if number is not None:
+                family.add_metric([label], float(number))
+    for family in (info, out_of_box, grace, grace_end, status, alerts, peak, unique, sessions):
+        if family.samples:
+            yield family
+
+
+# ---------------------------------------------------------------------------------------------
+# Citrix Cloud (experimental)
+
+CLOUD_NOTE = (
+    " From Citrix Cloud's License Server list, fetched once per cloud.cache_interval for all"
+    " targets (see citrix_license_cloud_list_fetch_timestamp_seconds)."
+)
+
+
+def cloud_families(data: CloudData, result: ProbeResult) -> Iterator[Metric]:
+    fetched = gauge(
+        "cloud_list_fetch_timestamp_seconds",
+        "When the exporter fetched the Citrix Cloud License Server list the cloud metrics of "
+        "this target come from.",
+    )
+    fetched.add_metric([], ts(data.fetched_at))
+    yield fetched
+    listed = gauge(
+        "cloud_listed",
+        "1 if Citrix Cloud lists this License Server (matched by FQDN: the target's cloud_fqdn "
+        "or address)." + CLOUD_NOTE,
+    )
+    listed.add_metric([], 1.0 if data.server is not None else 0.0)
+    yield listed
+    server = data.server
+    if server is None:
+        return
+    if server.phoning_home is not None:
+        reporting = gauge(
+            "cloud_reporting",
+            "1 if Citrix Cloud sees this License Server reporting (isPhoningHome)." + CLOUD_NOTE,
+        )
+        reporting.add_metric([], 1.0 if server.phoning_home else 0.0)
+        yield reporting
+    if server.last_phoning_home is not None:
+        last = gauge(
+            "cloud_last_report_timestamp_seconds",
+            "When Citrix Cloud last received data from this License Server "
+            "(lastPhoningHomeTime). Absent when it never did." + CLOUD_NOTE,
+        )
+        last.add_metric([], ts(server.last_phoning_home))
+        yield last
+    if server.compliant is not None:
+        compliant = gauge(
+            "cloud_compliant",
+            "1 if Citrix Cloud considers this License Server compliant (isCompliant)."
+            + CLOUD_NOTE,
+        )
+        compliant.add_metric([], 1.0 if server.compliant else 0.0)
+        yield compliant
+
+
 #: collector name -> builder of that collector's data families. Collectors whose data is
 #: defined elsewhere register here (see the end of this module).
 DATA_FAMILIES: dict[str, Callable[[Any, ProbeResult], Iterable[Metric]]] = {
     "probe": network_families,
     "winrm": winrm_families,
+    "controller": controller_families,
+    "cloud": cloud_families,
 }
 
 
@@ -315,7 +462,30 @@ def exporter_families(state: ExporterState) -> Iterator[Metric]:
     for source, count in sorted(catalog.counts_by_origin().items()):
         releases.add_metric([source], float(count))
     yield releases
+    yield from catalog_refresh_families(state)
     yield from state.extra_families()
+
+
+def catalog_refresh_families(state: ExporterState) -> Iterator[Metric]:
+    """Refresh of the ``catalog.sources``; absent when the configuration names no source."""
+    status = state.catalog_refresh_status()
+    if status is None or status.last_attempt_ok is None:
+        return
+    ok = gauge(
+        "release_catalog_last_refresh_success",
+        "1 if the last attempt to read every configured catalog source succeeded; 0 if one "
+        "failed or was refused (the last good catalog of that source is kept).",
+    )
+    ok.add_metric([], 1.0 if status.last_attempt_ok else 0.0)
+    yield ok
+    if status.last_success is not None:
+        last = gauge(
+            "release_catalog_last_refresh_timestamp_seconds",
+            "When the configured catalog sources were last read successfully (the oldest of "
+            "the sources' last successes; 0 if a source never succeeded).",
+        )
+        last.add_metric([], status.last_success)
+        yield last
 
 
 def _release_moment(release: Any) -> datetime:

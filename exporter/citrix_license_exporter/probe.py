@@ -106,7 +106,9 @@ class Prober:
         except Exception as exc:  # a collector must never take the probe down with it
             duration = time.monotonic() - start
             reason = _describe(exc)
-            log.warning(
+            already_logged = isinstance(exc, CollectorError) and exc.logged
+            log.log(
+                logging.DEBUG if already_logged else logging.WARNING,
                 "collector failed",
                 extra={"fields": {"target": target.name, "collector": collector.name,
                                   "reason": reason, "duration_seconds": round(duration, 3)}},

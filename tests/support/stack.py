@@ -10,11 +10,13 @@ asserts that no process it started is left.
 
 What differs from production, and why:
 
-- Clocks. Scrape and rule evaluation every second; Alertmanager's ``group_wait`` 0s,
-  ``group_interval`` 1s. The bundled rules' ``for`` and ``keep_firing_for`` are divided by
-  ``CLOCK_SCALE`` (5m becomes 1s, 30m 6s) in a copy of the rules: same expressions, same
-  labels and annotations, same order in which the alerts of one server start and stop, shorter
-  clocks. Windows inside expressions (``[1h]``) and thresholds are left alone.
+- Clocks. Rule evaluation and the exporter's own scrape every second, the probes every two
+  seconds, the WinRM cache 5 seconds; Alertmanager's ``group_wait`` 0s, ``group_interval`` 1s.
+  The bundled rules' ``for`` and ``keep_firing_for`` are divided by ``CLOCK_SCALE`` (5m
+  becomes 3s, 30m 18s) in a copy of the rules: same expressions, same labels and annotations,
+  same order in which the alerts of one server start and stop, shorter clocks. A ``for`` still
+  spans more than one probe, so one late probe does not fire an alert, as in production.
+  Windows inside expressions (``[1h]``) and thresholds are left alone.
 - Receivers. Every receiver of examples/alertmanager.yml that sends somewhere is replaced, in a
   copy made by code, by a webhook to the test's receiver; receivers that send nowhere stay
   empty. Routes, matchers, grouping and inhibitions are the example's own. Time-based muting
@@ -25,6 +27,8 @@ What differs from production, and why:
 from __future__ import annotations
 
 import copy
+import dataclasses
+import datetime as dt
 import math
 import os
 import re
@@ -41,7 +45,7 @@ from typing import Any
 import pytest
 import yaml
 
-from citrix_license_exporter.simulator.fleet import Fleet
+from citrix_license_exporter.simulator.fleet import Fleet, SimulatedServer
 from citrix_license_exporter.simulator.scenario import Scenario, parse_scenario
 
 from .exporter import ExporterProcess
@@ -59,9 +63,16 @@ RULES_DIR = ROOT / "rules"
 THRESHOLDS = RULES_DIR / "thresholds.yml"
 ALERTMANAGER_EXAMPLE = ROOT / "examples" / "alertmanager.yml"
 
-#: Production durations are divided by this in the test's copy of the rules.
-CLOCK_SCALE = 300
+#: Production durations are divided by this in the test's copy of the rules (5m: 3s, 30m: 18s).
+CLOCK_SCALE = 100
+#: Rule evaluation and the exporter's own scrape.
 INTERVAL = "1s"
+#: The probe job: each /probe of a WinRM target costs the exporter and the simulator about
+#: 0.1 s (network) to 0.4 s (WinRM refetch) of CPU; ten targets every second would saturate the
+#: two cores of a CI machine, and probes late for the 1s timeout would make alerts flap.
+PROBE_INTERVAL = "2s"
+#: The WinRM collector's cache in the test (production: 15m, Citrix's polling limit).
+WINRM_CACHE = "5s"
 
 DEFAULT_JOBS = {"probe": "citrix-license", "exporter": "citrix-license-exporter"}
 
@@ -77,27 +88,104 @@ def _scenario(name: str, description: str, **sections: Any) -> Scenario:
 
 
 ALL_REFUSE = {"license_manager": "refuse", "vendor_daemon": "refuse", "web_services": "refuse"}
+NEWEST = "11.17.2.0 build 56200"  # the newest build of the bundled release catalog
+#: A site-local policy rule of the test's exporter config: every server on build 56200 within
+#: DUE_SOON_DAYS days. It gives the fleet a server inside the warning band of the update
+#: deadline (the bundled catalog alone has none at every date the tests may run on).
+LOCAL_MINIMUM_BUILD = 56200
+DUE_SOON_DAYS = 20
+
+
+def winrm(version: str = NEWEST, *, failing_days: int = 0, expires_days: float | None = None,
+          auth: str = "basic") -> dict[str, Any]:
+    """A WinRM section: low license usage, Subscription Advantage far away, daily uploads.
+    Basic authentication over HTTP is the cheapest for the CPU; one server uses NTLM."""
+    license_entry: dict[str, Any] = {"serial": "E2E-0001", "pld": "XDT_PLT_UD"}
+    if expires_days is None:
+        license_entry["expires"] = "permanent"
+    else:
+        license_entry["expires_days"] = expires_days
+    return {
+        "auth": auth,
+        "scheme": "http",
+        "version": version,
+        "pools": [
+            {"pld": "XDT_PLT_UD", "count": 200, "in_use": 120, "overdraft": 20, "sa_days": 300},
+            {"pld": "MPS_ENT_CCU", "count": 50, "in_use": 10, "overdraft": 5, "sa_days": 300},
+        ],
+        "licenses": [license_entry],
+        "uploads": {"days": 10, "failing_days": failing_days},
+    }
 
 
 def e2e_scenarios() -> list[Scenario]:
-    """Servers in different states. The ``e2e-stop-*`` and ``e2e-upgrade-*`` servers are
-    changed at run time by tests/e2e/test_alerting_e2e.py; the others keep their state for the
-    whole session, so the dashboard's panels always have something to show."""
+    """Servers in different states. ``e2e-stop-me`` and ``e2e-upgrade-me`` are changed at run
+    time by tests/e2e/test_alerting_e2e.py; the others keep their state for the whole session,
+    so the dashboard's panels always have something to show whatever ran before."""
     return [
-        _scenario("e2e-healthy", "Everything answers; certificate 300 days.",
-                  network={"certificate_days_left": 300}),
-        _scenario("e2e-cert-expiring", "Web Services certificate expires in 10 days (warning).",
-                  network={"certificate_days_left": 10}),
-        _scenario("e2e-cert-critical", "Web Services certificate expires in 3 days (critical).",
+        _scenario("e2e-current", "Newest build, uploads succeed, nothing to report.",
+                  winrm=winrm(auth="ntlm")),
+        _scenario("e2e-due-soon", "Build 53100: inside the warning band of the update deadline "
+                  "(the local minimum-build rule).", winrm=winrm("11.17.2.0 build 53100")),
+        _scenario("e2e-overdue", "Build 46000, long past its update deadline.",
+                  winrm=winrm("11.17.2.0 build 46000")),
+        _scenario("e2e-telemetry-failing", "Newest build; the telemetry upload has failed for "
+                  "the last 3 days.", winrm=winrm(failing_days=3)),
+        _scenario("e2e-license-expiring", "Newest build; a license expires in 10 days.",
+                  winrm=winrm(expires_days=10)),
+        _scenario("e2e-upgrade-me", "Build 52100 (overdue) with failing uploads; the test "
+                  "upgrades it and lets an upload succeed.",
+                  winrm=winrm("11.17.2.0 build 52100", failing_days=2)),
+        _scenario("e2e-stop-me", "Newest build, certificate expiring in 20 days; the test stops "
+                  "it.", network={"certificate_days_left": 20}, winrm=winrm()),
+        _scenario("e2e-cert-critical", "Web Services certificate expires in 3 days.",
                   network={"certificate_days_left": 3}),
         _scenario("e2e-vendor-down", "The CITRIX vendor daemon refuses connections.",
-                  network={"ports": {"vendor_daemon": "refuse"}, "certificate_days_left": 200}),
+                  network={"ports": {"vendor_daemon": "refuse"}}),
         _scenario("e2e-unreachable", "Every licensing port refuses connections.",
                   network={"ports": dict(ALL_REFUSE)}),
-        _scenario("e2e-stop-me", "Healthy but for a certificate expiring in 20 days; the test "
-                  "stops it to see 'unreachable' page and mute its other alerts.",
-                  network={"certificate_days_left": 20}),
     ]
+
+
+def e2e_policy(today: dt.date | None = None) -> dict[str, Any]:
+    """The default minimum builds plus the local one (see LOCAL_MINIMUM_BUILD)."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    return {
+        "minimum_builds": [
+            {"build": 40000, "deadline": "2023-03-31"},
+            {"build": 51000, "deadline": "2026-04-15"},
+            {"name": f"local_minimum_build_{LOCAL_MINIMUM_BUILD}", "build": LOCAL_MINIMUM_BUILD,
+             "deadline": (today + dt.timedelta(days=DUE_SOON_DAYS)).isoformat()},
+        ]
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Changing simulated servers at run time
+
+
+def stop_server(server: SimulatedServer) -> None:
+    """Take a simulated License Server off the network: every port refuses, WinRM is gone."""
+    for port_name in server.network.listeners:
+        server.network.set_fault(port_name, "refuse")
+    for interface in server.interfaces:
+        interface.close()
+
+
+def change_winrm(server: SimulatedServer, **changes: Any) -> None:
+    """Change what a simulated server's WinRM endpoint answers from now on, e.g.
+    ``version="11.17.2.0 build 56200"`` or ``failing_days=0`` (WinRMScenario fields).
+
+    The WinRM simulator has no public mutation API yet; this swaps the scenario and the derived
+    state it reads on every request (plain attribute reads, so the swap is atomic for it)."""
+    from citrix_license_exporter.simulator.winrm import ServerState, SimulatedWinRM
+
+    interface = server.interface(SimulatedWinRM)
+    simulator = interface.simulator
+    scenario = dataclasses.replace(simulator.scenario, **changes)
+    state = ServerState(scenario, time.time())
+    simulator.scenario, simulator.state = scenario, state
+    interface.section = scenario
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +264,8 @@ def prometheus_config(
         "scrape_configs": [
             {
                 "job_name": jobs["probe"],
+                "scrape_interval": PROBE_INTERVAL,
+                "scrape_timeout": PROBE_INTERVAL,
                 "metrics_path": "/probe",
                 "static_configs": [{"targets": list(targets)}],
                 "relabel_configs": [
@@ -260,11 +350,12 @@ class Stack:
         self.webhook = WebhookReceiver()
         self.fleet = Fleet(self.scenarios)
         config = self.fleet.exporter_config(self.root, timeout="5s")
+        config["policy"] = e2e_policy()
         for module in config["modules"].values():
-            # Let a change to a simulated server show at the next scrape instead of after the
+            # Let a change to a simulated server show within seconds instead of after the
             # production cache interval (Citrix asks for 15 minutes between WMI polls).
             if isinstance(module.get("winrm"), dict):
-                module["winrm"]["cache_interval"] = "1s"
+                module["winrm"]["cache_interval"] = WINRM_CACHE
         config_path = self.root / "exporter.yml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         self.exporter = ExporterProcess(f"--config.file={config_path}")
@@ -393,7 +484,7 @@ def acquire() -> Stack:
         return _Shared.stack
 
 
-def release(report: Any = None) -> None:
+def release(config: pytest.Config | None = None) -> None:
     """Drop one user; the last one stops the stack and checks that nothing is left running."""
     with _Shared.lock:
         _Shared.users -= 1
@@ -406,8 +497,10 @@ def release(report: Any = None) -> None:
         elapsed = time.monotonic() - stack.started
         line = (f"e2e stack: up {elapsed:.1f}s in total, ready (first scrape of every "
                 f"target) after {stack.ready_after or float('nan'):.1f}s")
-        if report is not None:
-            report.write_line(line)
+        capture = config.pluginmanager.get_plugin("capturemanager") if config else None
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                print(f"\n{line}", file=sys.stderr)
         else:
             print(line, file=sys.stderr)
         if _Shared.tmp is not None and not leftovers:
@@ -421,4 +514,4 @@ def e2e_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """The shared stack. Import this fixture into a test module to use it."""
     stack = acquire()
     yield stack
-    release(request.config.pluginmanager.get_plugin("terminalreporter"))
+    release(request.config)

@@ -98,7 +98,9 @@ def parse_pld(pld: str) -> Feature:
 
 PERMANENT: Literal["permanent"] = "permanent"
 
-_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
+)
 _COMPACT = re.compile(r"^(\d{4})\.?(\d{2})(\d{2})$")  # 20270115 or 2027.0115
 _CIM = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})\.\d{6}([+-])(\d{3})$")
 _FLEX = re.compile(r"^(\d{1,2})-([a-z]{3})-(\d{1,4})$", re.IGNORECASE)  # FlexNet: 15-jan-2027
@@ -143,14 +145,14 @@ def parse_citrix_date(text: str, field_name: str) -> datetime | Literal["permane
             return moment.replace(hour=hh, minute=mm, second=ss) - timedelta(minutes=offset)
         if match := _FLEX.match(value):
             day_s, month_s, year_s = match.groups()
-            month = _MONTHS.get(month_s.lower())
-            if month is not None:
+            flex_month = _MONTHS.get(month_s.lower())
+            if flex_month is not None:
                 year = int(year_s)
                 if year == 0:
                     return PERMANENT
                 if year < 100:  # FlexNet two-digit years
                     year += 2000
-                return _day(year, month, int(day_s))
+                return _day(year, flex_month, int(day_s))
     except ValueError:
         pass
     raise ParseError(f"{field_name}: date {excerpt(value)} not understood")
@@ -277,7 +279,9 @@ def summarize_telemetry(
     successes = [a.time for a in ordered if a.success]
     last_success = successes[-1] if successes else None
     last = ordered[-1] if ordered else None
-    failures = sum(1 for a in ordered if not a.success and (last_success is None or a.time > last_success))
+    failures = sum(
+        1 for a in ordered if not a.success and (last_success is None or a.time > last_success)
+    )
     pending = [b for b in bundles if last_success is None or b.time > last_success]
     return TelemetrySummary(
         last_success=last_success,

@@ -28,7 +28,7 @@ MIN_TIME, MAX_TIME = 946_684_800, 4_102_444_800
 MAX_BLOCK_CHARS = 16 * 1024
 
 _BLOCK = re.compile(
-    r"<CtxUploaderResult>(.{0,%d}?)</CtxUploaderResult>" % MAX_BLOCK_CHARS, re.DOTALL
+    rf"<CtxUploaderResult>(.{{0,{MAX_BLOCK_CHARS}}}?)</CtxUploaderResult>", re.DOTALL
 )
 _FIELD = {
     name: re.compile(rf"<{name}>(.*?)</{name}>", re.DOTALL)

@@ -51,7 +51,7 @@ WQL_DIALECT = "http://schemas.microsoft.com/wbem/wsman/1/WQL"
 def services_query(names: Iterable[str] = LICENSING_SERVICES) -> str:
     """The WQL filter for the licensing services (service names never contain a quote)."""
     conditions = " OR ".join(f"Name = '{name}'" for name in names)
-    return f"SELECT * FROM Win32_Service WHERE {conditions}"
+    return f"SELECT * FROM Win32_Service WHERE {conditions}"  # noqa: S608 (fixed names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,7 +267,9 @@ def parse_licenses(instances: Iterable[Instance]) -> tuple[License, ...]:
     for instance in instances:
         serial = _required(instance, "SerialNumber", "Citrix_GT_License")
         where = f"Citrix_GT_License {excerpt(serial)}"
-        expiry_raw = parse_citrix_date(instance.get("ExpirationDate") or "", f"{where}: ExpirationDate")
+        expiry_raw = parse_citrix_date(
+            instance.get("ExpirationDate") or "", f"{where}: ExpirationDate"
+        )
         if expiry_raw is None:
             raise ParseError(f"{where}: property ExpirationDate is missing")
         expiry = None if expiry_raw == PERMANENT else expiry_raw

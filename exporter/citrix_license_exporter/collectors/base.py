@@ -18,7 +18,15 @@ if TYPE_CHECKING:
 
 
 class CollectorError(Exception):
-    """A failure with a reason safe to log: it must never contain a secret."""
+    """A failure with a reason safe to log: it must never contain a secret.
+
+    ``logged=True``: the collector has already logged this failure itself (e.g. the cloud
+    collector, once per interval for all targets), so the probe logs it at debug level only.
+    """
+
+    def __init__(self, message: str, *, logged: bool = False) -> None:
+        super().__init__(message)
+        self.logged = logged
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from ..citrix.licensing import ParseError, TelemetrySummary, WinRMData, summarize_telemetry
 from ..citrix.onbox import OnBoxData, command_line, parse_output, stderr_summary
 from ..citrix.uploader_log import compliance_attempts, parse_bundles, parse_uploader_log
+from ..citrix.versions import VersionParseError, parse_version
 from ..citrix.wmi import (
     CIMV2_ALL_URI,
     LICENSE_URI,
@@ -70,7 +71,7 @@ log = logging.getLogger(__name__)
 for _noisy in ("pypsrp", "spnego"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
-CONNECT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 10
 #: WS-Man OperationTimeout upper bound (the server answers or faults within it).
 MAX_OPERATION_TIMEOUT = 60
 #: Enumerations stop after this many Pull requests (a License Server has a few dozen pools).
@@ -159,7 +160,7 @@ class _BoundedAdapter(requests.adapters.HTTPAdapter):
             classes[scheme] = TrackedPool
         self.poolmanager.pool_classes_by_scheme = classes
 
-    def send(  # type: ignore[override]
+    def send(
         self,
         request: requests.PreparedRequest,
         stream: bool = False,
@@ -228,7 +229,7 @@ class _Fault(WSManFaultError):
         self.http_status = http_status
 
 
-class _SafeWSMan(WSMan):  # type: ignore[misc]
+class _SafeWSMan(WSMan):
     budget: _Budget
 
     def invoke(
@@ -336,7 +337,8 @@ class WinRMClient:
             password=cfg.password.reveal() if cfg.password is not None else None,
             auth=cfg.auth,
             encryption=encryption,
-            cert_validation=cfg.tls.verify(),
+            # pypsrp hands this to requests' ``verify``: True, False or a CA bundle path.
+            cert_validation=cfg.tls.verify(),  # type: ignore[arg-type]
             no_proxy=True,
             connection_timeout=CONNECT_TIMEOUT,
             read_timeout=CONNECT_TIMEOUT,
@@ -433,13 +435,14 @@ def _describe(exc: BaseException, endpoint: Endpoint, cfg: WinRMConfig, budget: 
     if isinstance(exc, _Fault):
         return describe_fault(exc.fault, what, namespace)
     if isinstance(exc, AuthenticationError):
-        return f"{AUTH_NAMES[cfg.auth]} authentication failed (HTTP 401) for user " \
-               f"{cfg.username!r} at {endpoint.url}"
+        return (f"{AUTH_NAMES[cfg.auth]} authentication failed (HTTP 401) for user "
+                f"{cfg.username} at {endpoint.url}")
     if isinstance(exc, spnego.exceptions.SpnegoError):
-        return f"{AUTH_NAMES[cfg.auth]} authentication failed while {what} " \
-               f"({type(exc).__name__})"
+        return (f"{AUTH_NAMES[cfg.auth]} authentication failed while {what} "
+                f"({type(exc).__name__})")
     if isinstance(exc, requests.exceptions.SSLError):
-        return f"TLS handshake with {endpoint.url} failed (certificate not trusted? see tls.ca_file)"
+        return (f"TLS handshake with {endpoint.url} failed "
+                "(certificate not trusted? see tls.ca_file)")
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return f"connecting to {endpoint.url} timed out"
     if isinstance(exc, requests.exceptions.ReadTimeout):
@@ -461,6 +464,24 @@ def _describe(exc: BaseException, endpoint: Endpoint, cfg: WinRMConfig, budget: 
 
 # ---------------------------------------------------------------------------------------------
 # The collector
+
+
+def choose_version(registry: str | None, uninstall: str | None) -> tuple[str | None, str | None]:
+    """The registry's Install\\Version, unless it lacks what the release policy needs (a
+    build number) and the Uninstall entry's DisplayVersion has it. ASSUMPTION: both hold a
+    version string such as "11.17.2.0 build 56200" (docs/windows-setup.md)."""
+    for text, source in ((registry, "registry"), (uninstall, "uninstall")):
+        if text:
+            try:
+                parse_version(text)
+            except VersionParseError:
+                continue
+            return text, source
+    if registry:
+        return registry, "registry"  # reported as unparseable by the probe
+    if uninstall:
+        return uninstall, "uninstall"
+    return None, None
 
 
 class WinRMCollector:
@@ -488,6 +509,13 @@ class WinRMCollector:
                 namespace = "root\\cimv2"
                 budget.phase = "reading WMI Win32_Service"
                 services = parse_services(client.enumerate(CIMV2_ALL_URI, services_query()))
+                if all(s.state == "NotFound" for s in services):
+                    # WMI root\CitrixLicensing answered, so licensing is installed: an empty
+                    # answer here means the account may not list services.
+                    raise WinRMCollectorError(
+                        "Win32_Service lists none of the licensing services (the account needs "
+                        "read access to the Service Control Manager; see docs/windows-setup.md)"
+                    )
                 namespace = None
                 budget.phase = "running the on-box script"
                 rc, stdout, stderr = client.run_script(cfg.log_tail_bytes)
@@ -531,12 +559,7 @@ class WinRMCollector:
         )
         bundles = parse_bundles(f.name for f in onbox.files)
         telemetry: TelemetrySummary = summarize_telemetry(compliance_attempts(attempts), bundles)
-        if onbox.registry_version:
-            version, source = onbox.registry_version, "registry"
-        elif onbox.uninstall_version:
-            version, source = onbox.uninstall_version, "uninstall"
-        else:
-            version, source = None, None
+        version, source = choose_version(onbox.registry_version, onbox.uninstall_version)
         return WinRMData(
             license_server_version=version,
             version_source=source,

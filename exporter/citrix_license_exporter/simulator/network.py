@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import ipaddress
 import socket
 import ssl
 import struct
@@ -32,8 +33,11 @@ from .scenario import PORT_NAMES, NetworkScenario
 HOST = "127.0.0.1"
 
 
-def make_self_signed(common_name: str, days_left: float) -> tuple[bytes, bytes]:
-    """A self-signed certificate (PEM) and its key (PEM), like the License Server's default."""
+def make_self_signed(
+    common_name: str, days_left: float, *, ip_addresses: tuple[str, ...] = ()
+) -> tuple[bytes, bytes]:
+    """A self-signed certificate (PEM) and its key (PEM), like the License Server's default.
+    ``ip_addresses`` become IP subject alternative names (to verify https://127.0.0.1)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     not_after = now + dt.timedelta(days=days_left)
@@ -48,7 +52,10 @@ def make_self_signed(common_name: str, days_left: float) -> tuple[bytes, bytes]:
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.DNSName(common_name)]),
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.DNSName(common_name)]
+                + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
+            ),
             critical=False,
         )
         .sign(key, hashes.SHA256())

@@ -73,8 +73,8 @@ from .scenario import Scenario, ScenarioError
 HOST = "127.0.0.1"
 USERNAME = "CORP\\svc-citrix-monitor"
 #: The password of the simulated account. SIMULATED: not a secret of any real system.
-PASSWORD = "Simulated-Password-1!"
-WRONG_PASSWORD = "Not-The-Password-2?"
+PASSWORD = "Simulated-Password-1!"  # noqa: S105 (simulated account)
+WRONG_PASSWORD = "Not-The-Password-2?"  # noqa: S105 (simulated account)
 LS_PATH = "C:\\Program Files (x86)\\Citrix\\Licensing\\LS"
 MACHINE = "ls-simulated.example.invalid"
 
@@ -297,7 +297,7 @@ class ServerState:
 
     def service_instances(self, names: Iterable[str]) -> list[dict[str, str | None]]:
         wanted = {n.lower() for n in names}
-        result = []
+        result: list[dict[str, str | None]] = []
         for name in LICENSING_SERVICES:
             state = self.scenario.services.get(name, "Running")
             if name.lower() not in wanted or state == "NotInstalled":
@@ -317,7 +317,9 @@ class ServerState:
         uploads = []
         for k in range(s.upload_days - 1, -1, -1):
             t = int(self.now - k * 86400 - s.hour_offset * 3600)
-            uploads.append(Upload(time=t, success=k >= s.failing_days, bundle=f"upload_{t - 2}.zip"))
+            uploads.append(
+                Upload(time=t, success=k >= s.failing_days, bundle=f"upload_{t - 2}.zip")
+            )
         return uploads
 
     def bundles(self) -> list[str]:
@@ -538,6 +540,7 @@ class WinRMSimulator:
         self._enumerations: dict[str, list[str]] = {}
         self._shells: dict[str, dict[str, _Command]] = {}
         self.requests: list[str] = []  # actions received, for tests
+        self.transports: list[str] = []  # "encrypted" or "plain" per SOAP message, for tests
         self.stopped = threading.Event()
         self._tls: ssl.SSLContext | None = None
         self._channel_bindings: bytes | None = None
@@ -556,7 +559,7 @@ class WinRMSimulator:
         self._server = _Server((HOST, 0), _Handler, self)
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
             name=f"sim-winrm-{name}", daemon=True,
         )
         self._thread.start()
@@ -564,6 +567,11 @@ class WinRMSimulator:
     @property
     def url(self) -> str:
         return f"{self.scenario.scheme}://{HOST}:{self.port}/wsman"
+
+    @property
+    def open_shells(self) -> int:
+        with self._lock:
+            return len(self._shells)
 
     def close(self) -> None:
         self.stopped.set()
@@ -733,11 +741,11 @@ class WinRMSimulator:
         if action == RECEIVE:
             stream = request.body.find(f"{{{RSP}}}Receive/{{{RSP}}}DesiredStream")
             command_id = stream.get("CommandId", "") if stream is not None else ""
-            command = commands.get(command_id)
-            if command is None:
+            running = commands.get(command_id)
+            if running is None:
                 raise _SoapFault(fault_body("w:InvalidSelectors", 2150858843,
                                             "The command was not found."))
-            return f"{RSP}/ReceiveResponse", self._receive(command_id, command)
+            return f"{RSP}/ReceiveResponse", self._receive(command_id, running)
         if action == SIGNAL:
             return f"{RSP}/SignalResponse", "<rsp:SignalResponse/>"
         raise _SoapFault(fault_body("w:ActionNotSupported", 2150858776,
@@ -804,6 +812,9 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         self.ntlm: Any = None
         self.authenticated = False
+        # Headers and body leave in separate writes: without this, Nagle's algorithm and the
+        # client's delayed ACK add ~40 ms to every answer.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.settimeout(10)
             self.connection.do_handshake()
@@ -859,6 +870,8 @@ class _Handler(BaseHTTPRequestHandler):
             # AllowUnencrypted=false (the Windows default): plain messages are refused.
             self._send(401, b"", {"WWW-Authenticate": "Negotiate"})
             return
+        with sim._lock:
+            sim.transports.append("encrypted" if encrypted else "plain")
         try:
             data = self._unwrap(raw) if encrypted else raw
         except (ValueError, spnego.exceptions.SpnegoError):
@@ -925,20 +938,21 @@ class _Handler(BaseHTTPRequestHandler):
         payload = payload.removesuffix(f"--{BOUNDARY}--\r\n".encode())
         header_length = struct.unpack("<i", payload[:4])[0]
         header = payload[4:4 + header_length]
-        message: bytes = self.ntlm.unwrap_winrm(header, payload[4 + header_length:])
+        message = bytes(self.ntlm.unwrap_winrm(header, payload[4 + header_length:]))
         if len(message) != int(match.group(1)):
             raise ValueError("length mismatch")
         return message
 
     def _wrap(self, message: bytes) -> bytes:
         result = self.ntlm.wrap_winrm(message)
-        return (
+        wrapped: bytes = (
             f"--{BOUNDARY}\r\n\tContent-Type: application/HTTP-SPNEGO-session-encrypted\r\n"
             f"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length={len(message)}\r\n"
             f"--{BOUNDARY}\r\n\tContent-Type: application/octet-stream\r\n"
         ).encode() + struct.pack("<i", len(result.header)) + result.header + result.data + (
             f"--{BOUNDARY}--\r\n".encode()
         )
+        return wrapped
 
     def _reply(self, status: int, envelope: bytes, encrypted: bool) -> None:
         if encrypted:

@@ -1,0 +1,242 @@
+"""The ``cloud`` collector (EXPERIMENTAL): what Citrix Cloud knows about this License Server's
+reporting, from the licensing API used in public partner scripts.
+
+Fetch only; it names no metric. The License Server list covers the whole Citrix Cloud
+customer, so it is fetched once per ``cloud.cache_interval`` for all targets (one shared,
+thread-safe cache per customer and API client; concurrent probes wait for the one fetch in
+flight) and each probe only looks its target up in it:
+
+1. ``POST {trust_url}/root/tokens/clients`` with ``{"ClientId", "ClientSecret"}``, only when no
+   token is held or it is about to expire (``expiresIn``), or the list call answered 401;
+2. ``GET {licensing_url}/{customerId}/licenseservers`` with
+   ``Authorization: CwsAuth bearer=<token>``.
+
+A failed fetch is logged once, at warning level, and is then remembered for the same interval:
+every target reports ``citrix_license_collector_success{collector="cloud"} 0`` with the same
+reason, but the log gets one line per interval, not one per target and scrape. Customers whose
+organisation cannot use this API (it is not documented for every customer) see that one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+import httpx
+
+from ..citrix.cloud_api import (
+    CloudServerStatus,
+    normalise_fqdn,
+    parse_cloud_token,
+    parse_license_servers,
+)
+from ..citrix.controller_api import APIFormatError
+from ..config import CloudConfig, ModuleConfig, Secret, TargetConfig
+from .base import CollectorError, Deadline
+from .httpjson import HTTPStatusError, new_client, request_json
+
+log = logging.getLogger(__name__)
+
+TOKEN_RENEW_MARGIN = 60.0
+MAX_ENTRIES = 100
+
+
+@dataclass(frozen=True)
+class CloudData:
+    fqdn: str  # the name looked up (normalised)
+    #: The target's entry in the list; None when Citrix Cloud does not list it.
+    server: CloudServerStatus | None
+    listed_servers: int
+    fetched_at: datetime  # UTC, when the shared list was fetched
+    license_server_version: str | None = None
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    servers: dict[str, CloudServerStatus] | None
+    error: str | None
+    fetched_at: datetime
+    fetched_mono: float
+
+
+ListKey = tuple[str, str, str, Secret | None, Secret | None]
+
+
+class _Entry:
+    """The shared list of one customer (and API client), with single-flight fetching."""
+
+    __slots__ = ("in_flight", "last", "lock", "token", "token_renew_at")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_flight: threading.Event | None = None
+        self.last: _Fetched | None = None
+        self.token: str | None = None
+        self.token_renew_at = 0.0
+
+
+class CloudCollector:
+    name = "cloud"
+    # Not cached per target by the probe: the shared list below is the cache.
+    cached = False
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[ListKey, _Entry] = {}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def collect(self, target: TargetConfig, module: ModuleConfig, deadline: Deadline) -> CloudData:
+        config = module.cloud
+        if config is None:
+            raise CollectorError("the module has no cloud section")
+        fetched = self._shared_list(config, module.timeout, deadline)
+        if fetched.servers is None:
+            left = max(0.0, config.cache_interval - (time.monotonic() - fetched.fetched_mono))
+            raise CollectorError(
+                f"{fetched.error} (next attempt in {left:.0f}s)", logged=True
+            )
+        fqdn = normalise_fqdn(target.cloud_fqdn or target.address)
+        return CloudData(
+            fqdn=fqdn,
+            server=fetched.servers.get(fqdn),
+            listed_servers=len(fetched.servers),
+            fetched_at=fetched.fetched_at,
+        )
+
+    # -- the shared list -------------------------------------------------------------------
+
+    def _entry(self, config: CloudConfig) -> _Entry:
+        key: ListKey = (config.trust_url, config.licensing_url, config.customer_id,
+                        config.client_id, config.client_secret)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                if len(self._entries) >= MAX_ENTRIES:
+                    self._entries.clear()
+                entry = self._entries[key] = _Entry()
+            return entry
+
+    def _shared_list(self, config: CloudConfig, timeout: float, deadline: Deadline) -> _Fetched:
+        entry = self._entry(config)
+        with entry.lock:
+            last = entry.last
+            if (
+                last is not None
+                and entry.in_flight is None
+                and time.monotonic() - last.fetched_mono < config.cache_interval
+            ):
+                return last
+            waiting = entry.in_flight
+            if waiting is None:
+                entry.in_flight = threading.Event()
+        if waiting is not None:
+            if not waiting.wait(deadline.remaining()):
+                raise CollectorError(
+                    "probe deadline reached while another probe fetched the Citrix Cloud list",
+                    logged=True,
+                )
+            with entry.lock:
+                assert entry.last is not None
+                return entry.last
+        # This probe fetches for everyone. Like the probe's own cache, the fetch gets the
+        # module's whole timeout even if this scrape's deadline is shorter.
+        fetch_deadline = Deadline(max(deadline.at, time.monotonic() + timeout))
+        try:
+            servers = self._fetch(entry, config, fetch_deadline)
+            fetched = _Fetched(servers, None, datetime.now(UTC), time.monotonic())
+            log.info(
+                "Citrix Cloud License Server list fetched",
+                extra={"fields": {"customer_id": config.customer_id, "servers": len(servers)}},
+            )
+        except CollectorError as exc:
+            fetched = _Fetched(None, str(exc), datetime.now(UTC), time.monotonic())
+            log.warning(
+                "Citrix Cloud License Server list unavailable; retried after cache_interval",
+                extra={"fields": {"customer_id": config.customer_id, "reason": str(exc),
+                                  "retry_seconds": round(config.cache_interval)}},
+            )
+        except Exception as exc:  # never leave waiters hanging
+            fetched = _Fetched(None, f"{type(exc).__name__}: {exc}", datetime.now(UTC),
+                               time.monotonic())
+            log.warning("Citrix Cloud License Server list fetch crashed",
+                        extra={"fields": {"customer_id": config.customer_id,
+                                          "reason": fetched.error}})
+            log.debug("details", exc_info=True)
+        with entry.lock:
+            entry.last = fetched
+            done, entry.in_flight = entry.in_flight, None
+        if done is not None:
+            done.set()
+        return fetched
+
+    def _fetch(
+        self, entry: _Entry, config: CloudConfig, deadline: Deadline
+    ) -> dict[str, CloudServerStatus]:
+        url = f"{config.licensing_url}/{quote(config.customer_id, safe='')}/licenseservers"
+        what = f"GET {url}"
+        with new_client(config.tls) as client:
+            for attempt in (1, 2):
+                token = self._token(entry, client, config, deadline, renew=attempt == 2)
+                try:
+                    answer = request_json(
+                        client, "GET", url, what=what, deadline=deadline,
+                        max_bytes=config.max_response_bytes,
+                        headers={"Authorization": f"CwsAuth bearer={token}"},
+                    )
+                    break
+                except HTTPStatusError as exc:
+                    if exc.status == 401 and attempt == 1:
+                        continue
+                    if exc.status in (401, 403, 404):
+                        raise CollectorError(
+                            f"{exc}: Citrix Cloud does not give this API client the License "
+                            "Server list (the licensing API is not documented for every "
+                            "customer; see docs/controller-and-cloud.md)"
+                        ) from None
+                    raise
+            else:  # pragma: no cover - the loop always breaks or raises
+                raise AssertionError("unreachable")
+        try:
+            return parse_license_servers(answer.body)
+        except APIFormatError as exc:
+            raise CollectorError(f"{what}: {exc}") from None
+
+    @staticmethod
+    def _token(
+        entry: _Entry, client: httpx.Client, config: CloudConfig, deadline: Deadline, *, renew: bool
+    ) -> str:
+        # Only the one fetching thread per entry gets here, so no further locking is needed.
+        if not renew and entry.token is not None and time.monotonic() < entry.token_renew_at:
+            return entry.token
+        url = f"{config.trust_url}/root/tokens/clients"
+        what = f"POST {url}"
+        if config.client_id is None or config.client_secret is None:
+            raise CollectorError(f"{what}: no API client configured")
+        try:
+            answer = request_json(
+                client, "POST", url, what=what, deadline=deadline,
+                max_bytes=config.max_response_bytes,
+                json_body={"ClientId": config.client_id.reveal(),
+                           "ClientSecret": config.client_secret.reveal()},
+            )
+        except HTTPStatusError as exc:
+            if exc.status in (400, 401, 403):
+                raise CollectorError(
+                    f"{what}: HTTP {exc.status}: Citrix Cloud rejected the API client"
+                ) from None
+            raise
+        try:
+            token = parse_cloud_token(answer.body)
+        except APIFormatError as exc:
+            raise CollectorError(f"{what}: {exc}") from None
+        lifetime = token.lifetime.total_seconds()
+        entry.token = token.value
+        entry.token_renew_at = time.monotonic() + lifetime - min(TOKEN_RENEW_MARGIN, lifetime / 10)
+        return token.value

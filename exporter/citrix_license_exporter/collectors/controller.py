@@ -1,0 +1,268 @@
+"""The ``controller`` collector: the licensing state of the site(s) that use this License Server,
+as the site sees it, from the Delivery Controller REST API (``https://<controller>/cvad/manage``).
+
+Fetch only; it names no metric. Per collection, on the first controller of the target's
+``controllers`` list that answers (the next one is tried when one fails, except when the
+credentials are rejected: trying them elsewhere would only lock the account sooner):
+
+1. ``POST /Tokens`` with HTTP Basic credentials, only when no token is held for this controller
+   and account, or the held one is about to expire (``ExpiresAt``), or the API answered 401;
+2. ``GET /Sites``, then per site (the target's ``site``, or all) ``GET /Sites/{id}`` and the
+   license overview (``GET /Licensing/LicenseOverview`` with ``Citrix-InstanceId: {id}``) for
+   the License Server status; a controller without that call (404, 405, 501) leaves the status
+   out. Every API call carries ``Citrix-CustomerId: CitrixOnPremises`` and
+   ``Authorization: CWSAuth Bearer=<token>``.
+
+Tokens are kept in memory per (controller, account), shared by all targets and probes, and
+fetched by one probe at a time. The password is only ever put in the Basic header of the token
+request; failure reasons name URLs and statuses only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ..citrix.controller_api import (
+    APIFormatError,
+    SiteLicensing,
+    parse_site,
+    parse_site_list,
+    parse_token,
+    select_sites,
+)
+from ..config import ControllerConfig, ModuleConfig, Secret, TargetConfig
+from .base import CollectorError, Deadline
+from .httpjson import HTTPStatusError, new_client, request_json
+
+log = logging.getLogger(__name__)
+
+CUSTOMER_ID = "CitrixOnPremises"
+#: A token is renewed this long before it expires (at most a tenth of its lifetime).
+TOKEN_RENEW_MARGIN = 30.0
+#: Statuses of the license overview call that mean "this controller has no such call".
+OVERVIEW_ABSENT = (404, 405, 501)
+MAX_TOKENS = 1000
+
+
+@dataclass(frozen=True)
+class ControllerData:
+    controller: str  # the controller that answered (https://host[:port])
+    sites: tuple[SiteLicensing, ...]
+    fetched_at: datetime  # UTC, when the answers arrived
+    license_server_version: str | None = None  # the site API does not report it
+
+
+class AuthenticationFailed(CollectorError):
+    """The controller rejected the credentials: no other controller is tried."""
+
+
+@dataclass
+class _HeldToken:
+    value: str
+    renew_at: float  # time.monotonic()
+
+
+TokenKey = tuple[str, str, Secret | None]
+
+
+class _Session:
+    """One collection against one controller."""
+
+    def __init__(
+        self,
+        owner: ControllerCollector,
+        client: httpx.Client,
+        base: str,
+        config: ControllerConfig,
+        deadline: Deadline,
+    ) -> None:
+        self.owner = owner
+        self.client = client
+        self.base = base
+        self.api = base + config.base_path
+        self.config = config
+        self.deadline = deadline
+        self.key: TokenKey = (base, config.username, config.password)
+
+    def get(self, path: str, extra: dict[str, str] | None = None) -> Any:
+        url = self.api + path
+        what = f"GET {url}"
+        token = self.owner.token(self, stale=None)
+        for attempt in (1, 2):
+            headers = {"Citrix-CustomerId": CUSTOMER_ID,
+                       "Authorization": f"CWSAuth Bearer={token}", **(extra or {})}
+            try:
+                return request_json(
+                    self.client, "GET", url, what=what, deadline=self.deadline,
+                    max_bytes=self.config.max_response_bytes, headers=headers,
+                ).body
+            except HTTPStatusError as exc:
+                if exc.status == 401 and attempt == 1:
+                    # Expired or revoked before its ExpiresAt (e.g. the controller restarted).
+                    token = self.owner.token(self, stale=token)
+                    continue
+                if exc.status == 401:
+                    raise HTTPStatusError(f"{what}: HTTP 401 even with a new token", 401) from None
+                if exc.status == 403:
+                    raise HTTPStatusError(
+                        f"{what}: HTTP 403: the account {self.config.username!r} may not read "
+                        "the site (it needs a Studio role, e.g. Read Only Administrator)",
+                        403,
+                    ) from None
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+class ControllerCollector:
+    name = "controller"
+    cached = True
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[TokenKey, _HeldToken] = {}
+        self._login_locks: dict[TokenKey, threading.Lock] = {}
+        self._reported: set[tuple[str, str]] = set()
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def forget_tokens(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+    def token(self, session: _Session, stale: str | None) -> str:
+        """A valid token for the session's controller and account: the held one, or a new one
+        (one login at a time per key). ``stale``: a token the API just refused."""
+        key = session.key
+        with self._lock:
+            held = self._tokens.get(key)
+            if held is not None and held.value != stale and time.monotonic() < held.renew_at:
+                return held.value
+            login_lock = self._login_locks.setdefault(key, threading.Lock())
+        if not login_lock.acquire(timeout=session.deadline.remaining()):
+            raise CollectorError(f"POST {session.api}/Tokens: probe deadline reached while "
+                                 "another probe was logging in")
+        try:
+            with self._lock:
+                held = self._tokens.get(key)
+                if held is not None and held.value != stale and time.monotonic() < held.renew_at:
+                    return held.value  # another probe logged in meanwhile
+            value, renew_at = self._login(session)
+            with self._lock:
+                if len(self._tokens) >= MAX_TOKENS:
+                    self._tokens.clear()
+                self._tokens[key] = _HeldToken(value, renew_at)
+            return value
+        finally:
+            login_lock.release()
+
+    @staticmethod
+    def _login(session: _Session) -> tuple[str, float]:
+        config = session.config
+        url = f"{session.api}/Tokens"
+        what = f"POST {url}"
+        if config.password is None:
+            raise AuthenticationFailed(f"{what}: no password configured")
+        try:
+            answer = request_json(
+                session.client, "POST", url, what=what, deadline=session.deadline,
+                max_bytes=config.max_response_bytes,
+                auth=(config.username, config.password.reveal()),
+            )
+        except HTTPStatusError as exc:
+            if exc.status in (401, 403):
+                raise AuthenticationFailed(
+                    f"{what}: HTTP {exc.status}: the controller rejected the credentials of "
+                    f"{config.username!r}"
+                ) from None
+            raise
+        try:
+            token = parse_token(answer.body, answer.date, datetime.now(UTC))
+        except APIFormatError as exc:
+            raise CollectorError(f"{what}: {exc}") from None
+        lifetime = token.lifetime.total_seconds()
+        renew_at = time.monotonic() + lifetime - min(TOKEN_RENEW_MARGIN, max(lifetime, 0) / 10)
+        log.debug("controller token obtained",
+                  extra={"fields": {"controller": session.base,
+                                    "lifetime_seconds": round(lifetime)}})
+        return token.value, renew_at
+
+    # -- collection ------------------------------------------------------------------------
+
+    def collect(
+        self, target: TargetConfig, module: ModuleConfig, deadline: Deadline
+    ) -> ControllerData:
+        config = module.controller
+        if config is None:
+            raise CollectorError("the module has no controller section")
+        if not target.controllers:
+            raise CollectorError(
+                "no Delivery Controllers configured for this target (target key controllers)"
+            )
+        failures: list[str] = []
+        with new_client(config.tls) as client:
+            for base in target.controllers:
+                session = _Session(self, client, base, config, deadline)
+                try:
+                    return self._collect(session, target)
+                except AuthenticationFailed:
+                    raise
+                except CollectorError as exc:
+                    failures.append(str(exc))
+                if deadline.expired():
+                    break
+        if len(failures) == 1:
+            raise CollectorError(failures[0])
+        raise CollectorError(f"no controller answered ({len(failures)} tried): "
+                             + "; ".join(failures))
+
+    def _collect(self, session: _Session, target: TargetConfig) -> ControllerData:
+        try:
+            refs = select_sites(parse_site_list(session.get("/Sites")), target.site)
+        except APIFormatError as exc:
+            raise CollectorError(f"GET {session.api}/Sites: {exc}") from None
+        except LookupError as exc:
+            raise CollectorError(f"{session.base}: {exc.args[0]}") from None
+        sites = []
+        for ref in refs:
+            path = f"/Sites/{quote(ref.id, safe='')}"
+            detail = session.get(path)
+            overview = self._overview(session, ref.id)
+            try:
+                site = parse_site(detail, overview)
+            except APIFormatError as exc:
+                raise CollectorError(f"GET {session.api}{path}: {exc}") from None
+            if site.unrecognised_status is not None:
+                self._report_once(session.base, site.unrecognised_status)
+            sites.append(site)
+        return ControllerData(session.base, tuple(sites), datetime.now(UTC))
+
+    def _overview(self, session: _Session, site_id: str) -> Any:
+        path = session.config.license_overview_path
+        if not path:
+            return None
+        try:
+            return session.get(path, {"Citrix-InstanceId": site_id})
+        except HTTPStatusError as exc:
+            if exc.status in OVERVIEW_ABSENT:
+                log.debug("controller has no license overview call",
+                          extra={"fields": {"controller": session.base, "status": exc.status}})
+                return None
+            raise
+
+    def _report_once(self, controller: str, value: str) -> None:
+        with self._lock:
+            if (controller, value) in self._reported:
+                return
+            self._reported.add((controller, value))
+        log.warning(
+            "unknown LicenseServerStatus value, shown as UnknownStatus",
+            extra={"fields": {"controller": controller, "value": value}},
+        )

@@ -1,0 +1,190 @@
+"""HTTPS requests answering JSON, for the ``controller`` and ``cloud`` collectors.
+
+Every request is bounded by the probe deadline: connect and read timeouts never exceed what is
+left, the body is read in chunks with the deadline checked between them and a size cap
+(``max_response_bytes``; a larger Content-Length fails before reading). A 429 or 503 answer
+with ``Retry-After`` is retried after that wait only when the wait fits in the time left;
+otherwise the request fails at once with a reason saying so (the API asked us to back off, so
+no blind retries). Failure reasons name the method and URL but never a header or a body:
+neither may leak a credential into the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from .. import __version__
+from ..config import TLSConfig
+from .base import CollectorError, Deadline
+
+# httpx logs every request at INFO; keep the exporter's log to its own lines.
+for _noisy in ("httpx", "httpcore"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+CONNECT_TIMEOUT = 10.0
+#: One request plus at most this many waits for Retry-After.
+MAX_RETRIES = 2
+#: A Retry-After wait is only taken when this much time is still left after it.
+RETRY_MARGIN = 0.5
+
+
+class HTTPStatusError(CollectorError):
+    """The server answered, with a status that is not 2xx."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class JSONAnswer:
+    status: int
+    body: Any
+    #: The answer's ``Date`` header, if any.
+    date: str | None
+
+
+def new_client(tls: TLSConfig) -> httpx.Client:
+    """A client verifying TLS per the module (on by default, with an optional CA file).
+    Redirects are not followed: a credential must not travel to another host."""
+    return httpx.Client(
+        verify=tls.verify(),
+        follow_redirects=False,
+        headers={"Accept": "application/json",
+                 "User-Agent": f"citrix-license-exporter/{__version__}"},
+    )
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds to wait (delta-seconds or an HTTP date); None if unusable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+
+
+def _transport_reason(exc: httpx.HTTPError) -> str:
+    text = str(exc) or type(exc).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        detail = text.split("certificate verify failed:", 1)[-1].split("(_ssl", 1)[0].strip()
+        return f"TLS certificate verification failed ({detail or 'untrusted certificate'})"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if "Connection refused" in text:
+        return "connection refused"
+    return f"{type(exc).__name__}: {text}"[:200]
+
+
+def _send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    deadline: Deadline,
+    max_bytes: int,
+    headers: Mapping[str, str] | None,
+    json_body: Any,
+    auth: tuple[str, str] | None,
+) -> tuple[httpx.Response, bytes]:
+    left = deadline.check(what)
+    timeout = httpx.Timeout(left, connect=min(CONNECT_TIMEOUT, left))
+    try:
+        with client.stream(
+            method, url, headers=headers, json=json_body, auth=auth, timeout=timeout
+        ) as response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise CollectorError(
+                    f"{what}: answer of {declared} bytes exceeds max_response_bytes ({max_bytes})"
+                )
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise CollectorError(
+                        f"{what}: answer exceeds max_response_bytes ({max_bytes})"
+                    )
+                if deadline.expired():
+                    raise CollectorError(f"{what}: probe deadline reached while reading the answer")
+                chunks.append(chunk)
+            return response, b"".join(chunks)
+    except httpx.HTTPError as exc:
+        raise CollectorError(f"{what}: {_transport_reason(exc)}") from None
+
+
+def request_json(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    deadline: Deadline,
+    max_bytes: int,
+    headers: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    auth: tuple[str, str] | None = None,
+) -> JSONAnswer:
+    """Send one request (retrying only on 429/503 with a Retry-After that fits the deadline)
+    and parse the 2xx answer as JSON. Raises HTTPStatusError for other statuses and
+    CollectorError for everything else."""
+    retries = 0
+    while True:
+        response, body = _send(
+            client, method, url, what=what, deadline=deadline, max_bytes=max_bytes,
+            headers=headers, json_body=json_body, auth=auth,
+        )
+        status = response.status_code
+        if status in (429, 503):
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            left = deadline.remaining()
+            name = "rate limited" if status == 429 else "service unavailable"
+            if wait is None:
+                raise HTTPStatusError(f"{what}: HTTP {status} ({name}) without Retry-After",
+                                      status)
+            if retries >= MAX_RETRIES:
+                raise HTTPStatusError(
+                    f"{what}: HTTP {status} ({name}), still after {retries} Retry-After waits",
+                    status,
+                )
+            if wait + RETRY_MARGIN > left:
+                raise HTTPStatusError(
+                    f"{what}: HTTP {status} ({name}); Retry-After {wait:g}s does not fit in the "
+                    f"{max(0.0, left):.1f}s left before the probe deadline",
+                    status,
+                )
+            retries += 1
+            time.sleep(wait)
+            continue
+        if not 200 <= status < 300:
+            raise HTTPStatusError(f"{what}: HTTP {status}", status)
+        try:
+            parsed = json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise CollectorError(f"{what}: answer is not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise CollectorError(
+                f"{what}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+            ) from None
+        if isinstance(parsed, float) and not math.isfinite(parsed):
+            raise CollectorError(f"{what}: invalid JSON (not a document)")
+        return JSONAnswer(status, parsed, response.headers.get("Date"))

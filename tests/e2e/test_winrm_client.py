@@ -1,0 +1,229 @@
+"""The WinRM collector (pypsrp underneath) against the simulated endpoint, over real HTTP(S)
+with real NTLM/Basic authentication and message encryption, in one process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pypsrp.exceptions import AuthenticationError
+from pypsrp.wsman import WSMan
+
+from citrix_license_exporter.citrix.licensing import WinRMData
+from citrix_license_exporter.collectors import winrm as collector_module
+from citrix_license_exporter.collectors.base import CollectorError, Deadline
+from citrix_license_exporter.collectors.winrm import WinRMCollector
+from citrix_license_exporter.config import (
+    ModuleConfig,
+    Secret,
+    TargetConfig,
+    TLSConfig,
+    WinRMConfig,
+)
+from citrix_license_exporter.simulator.winrm import (
+    PASSWORD,
+    USERNAME,
+    WRONG_PASSWORD,
+    WinRMSimulator,
+    certificate,
+    parse_winrm_section,
+)
+
+POOLS = [
+    {"pld": "XDT_PLT_UD", "count": 500, "in_use": 412, "overdraft": 50, "sa_days": 100},
+    {"pld": "XDT_PLT_UD", "count": 100, "in_use": 0, "sa_days": 10},
+    {"pld": "MPS_ENT_CCU", "count": 250, "in_use": 90, "sa": "2027.0115"},
+]
+BASE = {
+    "pools": POOLS,
+    "licenses": [{"serial": "S1", "pld": "XDT_PLT_UD", "expires_days": 30},
+                 {"serial": "S2", "pld": "MPS_ENT_CCU", "expires": "permanent"}],
+    "uploads": {"days": 10, "failing_days": 3},
+}
+Sim = Callable[..., WinRMSimulator]
+
+
+@pytest.fixture
+def sim() -> Iterator[Sim]:
+    started: list[WinRMSimulator] = []
+
+    def start(**section: Any) -> WinRMSimulator:
+        simulator = WinRMSimulator(parse_winrm_section({**BASE, **section}, "test"))
+        started.append(simulator)
+        return simulator
+
+    yield start
+    for simulator in started:
+        simulator.close()
+
+
+@pytest.fixture(scope="module")
+def ca_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = Path(tmp_path_factory.mktemp("ca"), "ca.pem")
+    path.write_bytes(certificate()[0])
+    return str(path)
+
+
+def collect(simulator: WinRMSimulator, *, ca: str | None = None, password: str = PASSWORD,
+            timeout: float = 5.0, telemetry: str = "automatic", **cfg: Any) -> WinRMData:
+    s = simulator.scenario
+    config = WinRMConfig(
+        username=USERNAME, password=Secret(password), scheme=s.scheme,  # type: ignore[arg-type]
+        auth=s.auth, allow_unencrypted=s.auth == "basic",  # type: ignore[arg-type]
+        tls=TLSConfig(ca_file=ca), **cfg,
+    )
+    module = ModuleConfig(name="m", collectors=("winrm",), primary="winrm", winrm=config)
+    target = TargetConfig(name="t", address="127.0.0.1", module="m", winrm_url=simulator.url,
+                          telemetry=telemetry)  # type: ignore[arg-type]
+    return WinRMCollector().collect(target, module, Deadline.after(timeout))
+
+
+def failure(simulator: WinRMSimulator, **kwargs: Any) -> tuple[str, float]:
+    start = time.monotonic()
+    with pytest.raises(CollectorError) as info:
+        collect(simulator, **kwargs)
+    return str(info.value), time.monotonic() - start
+
+
+@pytest.mark.parametrize(("auth", "scheme"),
+                         [("ntlm", "http"), ("ntlm", "https"), ("basic", "https"),
+                          ("basic", "http")])
+def test_every_transport_reads_the_same_data(sim: Sim, ca_file: str, auth: str,
+                                             scheme: str) -> None:
+    simulator = sim(auth=auth, scheme=scheme)
+    data = collect(simulator, ca=ca_file)
+    now = simulator.state.now
+    assert data.license_server_version == "11.17.2.0 build 56200"
+    assert data.version_source == "registry"
+    assert sorted((p.feature.pld, p.installed, p.in_use) for p in data.pools) == [
+        ("MPS_ENT_CCU", 250, 90), ("XDT_PLT_UD", 100, 0), ("XDT_PLT_UD", 500, 412)]
+    assert len({p.pool for p in data.pools}) == 3
+    assert {x.serial: x.expiry is None for x in data.licenses} == {"S1": False, "S2": True}
+    assert all(s.running for s in data.services) and len(data.services) == 6
+    t = data.telemetry
+    assert t.consecutive_failures == 3
+    assert t.pending_bundles == 3
+    assert t.last_attempt_success is False
+    assert t.last_success is not None and now - 4 * 86400 < t.last_success < now - 3 * 86400
+    assert simulator.requests == ["Enumerate", "Enumerate", "Enumerate", "Create", "Command",
+                                  "Receive", "Signal", "Delete"]
+    assert simulator.open_shells == 0  # the shell was deleted
+    if (auth, scheme) == ("ntlm", "http"):
+        # WinRM message encryption, as Windows requires by default on plain HTTP.
+        assert set(simulator.transports) == {"encrypted"}
+    else:
+        assert set(simulator.transports) == {"plain"}
+
+
+def test_pull_pages_through_long_enumerations(sim: Sim) -> None:
+    simulator = sim(page_size=1)
+    data = collect(simulator)
+    assert len(data.pools) == 3
+    assert simulator.requests[:4] == ["Enumerate", "Pull", "Pull", "Enumerate"]
+
+
+def test_simulator_enforces_channel_binding_over_https(sim: Sim, ca_file: str) -> None:
+    # Extended Protection: an NTLM client that does not bind to the TLS channel is refused,
+    # so the exporter passing over HTTPS proves it sends the channel binding.
+    simulator = sim(auth="ntlm", scheme="https")
+    client = WSMan("127.0.0.1", port=simulator.port, username=USERNAME, password=PASSWORD,
+                   ssl=True, auth="ntlm", cert_validation=ca_file, negotiate_send_cbt=False,
+                   no_proxy=True)
+    with pytest.raises(AuthenticationError):
+        client.get("http://schemas.microsoft.com/wbem/wsman/1/config")
+    assert collect(simulator, ca=ca_file).pools
+
+
+@pytest.mark.parametrize(("auth", "scheme", "name"),
+                         [("ntlm", "http", "NTLM"), ("basic", "https", "Basic")])
+def test_wrong_password(sim: Sim, ca_file: str, auth: str, scheme: str, name: str) -> None:
+    simulator = sim(auth=auth, scheme=scheme)
+    message, _ = failure(simulator, ca=ca_file, password=WRONG_PASSWORD)
+    assert message.startswith(f"{name} authentication failed (HTTP 401) for user ")
+    assert WRONG_PASSWORD not in message and PASSWORD not in message
+
+
+def test_untrusted_certificate(sim: Sim) -> None:
+    message, _ = failure(sim(auth="basic", scheme="https"))
+    assert message.startswith("TLS handshake with https://127.0.0.1:")
+    assert "certificate not trusted" in message
+
+
+def test_connection_refused(sim: Sim) -> None:
+    simulator = sim()
+    simulator.close()
+    message, elapsed = failure(simulator)
+    assert "refused" in message
+    assert elapsed < 2
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("access_denied", "access denied while reading WMI Citrix_GT_License_Pool (grant the "
+                          "account Enable Account and Remote Enable on WMI root\\CitrixLicensing"),
+        ("namespace_missing", "WMI namespace root\\CitrixLicensing not found "
+                              "(licensing not installed?)"),
+        ("garbage_xml", "unreadable WinRM answer"),
+        ("xml_bomb", "unreadable WinRM answer: XML answer contains a DTD or entities (refused)"),
+        ("huge_answer", "WinRM answer of 52428800 bytes exceeds max_response_bytes (8388608)"),
+        ("huge_chunked", "WinRM answer exceeds max_response_bytes (8388608)"),
+        ("reset", "connection lost while reading the answer"),
+    ],
+)
+@pytest.mark.parametrize("auth", ["ntlm", "basic"])
+def test_faults_fail_fast_with_a_clear_reason(sim: Sim, fault: str, expected: str,
+                                              auth: str) -> None:
+    message, elapsed = failure(sim(fault=fault, auth=auth))
+    assert message.startswith(expected)
+    assert elapsed < 3
+
+
+def test_slow_drip_ends_at_the_deadline(sim: Sim) -> None:
+    message, elapsed = failure(sim(fault="slow_drip"), timeout=1.5)
+    assert message == "probe deadline reached while reading WMI Citrix_GT_License_Pool"
+    assert 1.4 < elapsed < 2.5
+
+
+def test_answer_cap_applies_to_normal_answers(sim: Sim) -> None:
+    message, _ = failure(sim(auth="basic"), max_response_bytes=2000)
+    assert "exceeds max_response_bytes (2000)" in message
+
+
+def test_unexpected_log_format_fails_the_collection(sim: Sim) -> None:
+    message, _ = failure(sim(uploader_log="2026-11-27 upload ok (new format)\r\n"))
+    assert message.startswith("uploader log: no <CtxUploaderResult> block in all 35 bytes")
+
+
+def test_another_command_fails_like_cmd_exe(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    simulator = sim()
+    monkeypatch.setattr(collector_module, "command_line", lambda tail: ("whoami", ["/all"]))
+    message, _ = failure(simulator)
+    assert message == ("on-box script failed (exit code 9009): 'whoami' is not recognized as "
+                       "an internal or external command,")
+    assert simulator.open_shells == 0
+
+
+def test_stopped_service_and_fallback_version(sim: Sim) -> None:
+    data = collect(sim(services={"Citrix Licensing": "Stopped", "CtxLSPortSvc": "NotInstalled"},
+                       version=None, display_version="11.17.2.0 build 53100"))
+    states = {s.name: s.state for s in data.services}
+    assert states["Citrix Licensing"] == "Stopped"
+    assert states["CtxLSPortSvc"] == "NotFound"
+    assert (data.license_server_version, data.version_source) == ("11.17.2.0 build 53100",
+                                                                  "uninstall")
+
+
+def test_manual_telemetry_flag(sim: Sim) -> None:
+    assert collect(sim(), telemetry="manual").telemetry_manual
+
+
+def test_no_licensing_service_visible_means_missing_rights(sim: Sim) -> None:
+    hidden = dict.fromkeys(("Citrix Licensing", "CitrixWebServicesforLicensing",
+                            "CitrixLicensingSupportService", "Citrix_GTLicensingProv",
+                            "CtxLSPortSvc", "CitrixLicensingConfigService"), "NotInstalled")
+    message, _ = failure(sim(services=hidden))
+    assert message.startswith("Win32_Service lists none of the licensing services")
