@@ -40,10 +40,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH
 
-# The wheel is bind-mounted from the build stage, so it never lands in a layer.
+# The wheel is bind-mounted from the build stage, so it never lands in a layer. The base
+# image's pip installs into the venv, which gets no pip of its own.
 RUN --mount=type=bind,from=build,source=/dist,target=/dist \
-    python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir /dist/*.whl \
+    python -m venv --without-pip /opt/venv \
+    && pip --python /opt/venv/bin/python install --no-cache-dir /dist/*.whl \
     && groupadd --system --gid 65532 exporter \
     && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin exporter \

@@ -39,7 +39,7 @@ DAYS = "suffix: days"
 
 #: The Delivery Controller site panels (grace, caching mode): on once the exporter exposes the
 #: citrix_license_site_* metrics.
-SITE_PANELS = False
+SITE_PANELS = True
 
 GREEN, ORANGE, RED, BLUE, TEXT = "green", "orange", "red", "blue", "text"
 
@@ -315,7 +315,7 @@ def build(t: Thresholds) -> dict[str, Any]:
     telemetry_days = f"instance:citrix_license_telemetry_last_success:days_ago{{{SEL}}}"
     usage_ratio = f"instance_feature:citrix_license_usage:ratio{{{SEL}}}"
     cert_days = f"(citrix_license_web_certificate_expiry_timestamp_seconds{{{SEL}}} - time()) / {DAY}"
-    lic_days = f"(citrix_license_license_expiry_timestamp_seconds{{{SEL}}} - time()) / {DAY}"
+    lic_days = f"(citrix_license_expiry_timestamp_seconds{{{SEL}}} - time()) / {DAY}"
 
     lay = Layout()
 
@@ -442,9 +442,9 @@ def build(t: Thresholds) -> dict[str, Any]:
         "License usage per feature",
         "Licenses in use and installed per server and feature (PLD, e.g. XDT_PLT_UD). Data "
         "from WMI, read at most every cache interval (15 minutes by default).",
-        [target(f"sum by (instance, feature) (citrix_license_license_in_use{{{SEL}}})",
+        [target(f"sum by (instance, feature) (citrix_license_in_use{{{SEL}}})",
                 "A", "{{instance}} {{feature}} in use"),
-         target(f"sum by (instance, feature) (citrix_license_license_installed{{{SEL}}})",
+         target(f"sum by (instance, feature) (citrix_license_installed{{{SEL}}})",
                 "B", "{{instance}} {{feature}} installed")],
         "none", decimals=0,
     ), 12, 8)
@@ -461,10 +461,10 @@ def build(t: Thresholds) -> dict[str, Any]:
         "Per server and feature: licenses in use beyond those installed (overdraft being "
         "consumed; alert CitrixLicenseOverdraftInUse) and the overdraft licenses the pools "
         "allow (WMI Overdraft).",
-        [target(f"clamp_min(sum by (instance, feature) (citrix_license_license_in_use{{{SEL}}}) "
-                f"- sum by (instance, feature) (citrix_license_license_installed{{{SEL}}}), 0)",
+        [target(f"clamp_min(sum by (instance, feature) (citrix_license_in_use{{{SEL}}}) "
+                f"- sum by (instance, feature) (citrix_license_installed{{{SEL}}}), 0)",
                 "A", "{{instance}} {{feature}} overdraft in use"),
-         target(f"sum by (instance, feature) (citrix_license_license_overdraft{{{SEL}}})",
+         target(f"sum by (instance, feature) (citrix_license_overdraft{{{SEL}}})",
                 "B", "{{instance}} {{feature}} overdraft allowed")],
         "none", decimals=0, min=0,
     ), 12, 8)
@@ -474,7 +474,7 @@ def build(t: Thresholds) -> dict[str, Any]:
         f"orange within {lic_warn} days, red within {lic_crit} days and after expiry "
         "(CitrixLicenseExpiring).",
         [target(f"max by (instance, feature, serial) "
-                f"(citrix_license_license_expiry_timestamp_seconds{{{SEL}}}) * 1000", "A", table=True),
+                f"(citrix_license_expiry_timestamp_seconds{{{SEL}}}) * 1000", "A", table=True),
          target(f"min by (instance, feature, serial) ({lic_days})", "B", table=True)],
         "none",
         overrides=[
@@ -497,10 +497,10 @@ def build(t: Thresholds) -> dict[str, Any]:
         f"versions released after it are not covered. Orange within {sa_warn} days "
         "(CitrixLicenseSubscriptionAdvantageEnding).",
         [target(f"max by (instance, feature, pool) "
-                f"(citrix_license_license_subscription_advantage_timestamp_seconds{{{SEL}}} > 0) * 1000",
+                f"(citrix_license_subscription_advantage_timestamp_seconds{{{SEL}}} > 0) * 1000",
                 "A", table=True),
          target(f"min by (instance, feature, pool) "
-                f"((citrix_license_license_subscription_advantage_timestamp_seconds{{{SEL}}} > 0) "
+                f"((citrix_license_subscription_advantage_timestamp_seconds{{{SEL}}} > 0) "
                 f"- time()) / {DAY}", "B", table=True)],
         "none",
         overrides=[

@@ -148,17 +148,20 @@ def spoken(duration: str) -> str:
     return f"{count} {unit}{'' if count == 1 else 's'}"
 
 
-def lookup(query: str, labels: Sequence[str], pipe: str, default: str | None = None) -> str:
+def lookup(
+    query: str, labels: Sequence[str], pipe: str, default: str | None = None, suffix: str = ""
+) -> str:
     """A Go template that runs `query` for this alert's series and prints the first value.
 
     `query` holds `SEL` where the label matchers go; each label in `labels` is matched to the
-    alert's own value (printf %q quotes and escapes it as a PromQL string).
+    alert's own value (printf %q quotes and escapes it as a PromQL string). `suffix` follows
+    the value when there is one; `default` stands alone when the query returns nothing.
     """
     selector = "{" + ",".join(f"{name}=%q" for name in labels) + "}"
     args = " ".join(f"$labels.{name}" for name in labels)
     text = (
         '{{ with printf "' + query.replace("SEL", selector) + '" ' + args + " | query }}"
-        "{{ . | first | " + pipe + " }}"
+        "{{ . | first | " + pipe + " }}" + suffix
     )
     if default is not None:
         text += "{{ else }}" + default
@@ -402,8 +405,15 @@ class Generator:
                 "A Citrix License Server cannot be reached.",
                 fill(
                     "The exporter has not reached License Server {{ $labels.instance }} for "
-                    "[[for]]: its primary collector fails (see citrix_license_collector_success "
-                    "and the exporter log).",
+                    "[[for]]: its primary collector fails (last successful fetch: [[last]]; see "
+                    "citrix_license_collector_success and the exporter log).",
+                    last=lookup(
+                        "time() - max(citrix_license_collector_last_success_timestamp_secondsSEL)",
+                        INSTANCE,
+                        "value | humanizeDuration",
+                        "never",
+                        suffix=" ago",
+                    ),
                     **{"for": self.for_text("CitrixLicenseServerUnreachable")},
                 ),
             )

@@ -7,8 +7,11 @@ a typo in a key would otherwise silently fall back to a default.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -43,12 +46,14 @@ class ConfigError(Exception):
 
 
 class Secret:
-    """A credential read from a file or the environment. Its text never shows in repr or str."""
+    """A credential read from a file or the environment. Its text never shows in repr or str,
+    and every secret ever read is scrubbed from log lines and HTTP answers (``redact``)."""
 
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
         self._value = value
+        _remember_secret(value)
 
     def reveal(self) -> str:
         return self._value
@@ -63,6 +68,45 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+#: Secret values seen in this process (copy-on-write, so readers never lock). A hostile or
+#: broken server may echo a credential back in an error or a value; whatever the exporter then
+#: writes to its log or answers over HTTP passes through ``redact`` first.
+_SECRETS: tuple[str, ...] = ()
+_SECRETS_LOCK = threading.Lock()
+#: Shorter values are not scrubbed: they would garble every log line.
+MIN_REDACTED_LENGTH = 4
+REDACTED = "<hidden>"
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{12,}={0,2}")
+
+
+def _remember_secret(value: str) -> None:
+    global _SECRETS
+    if len(value) < MIN_REDACTED_LENGTH or value in _SECRETS:
+        return
+    with _SECRETS_LOCK:
+        _SECRETS = tuple(sorted({*_SECRETS, value}, key=len, reverse=True))
+
+
+def redact(text: str) -> str:
+    """``text`` without any secret value, nor a Base64 run decoding to one (a Basic header)."""
+    known = _SECRETS
+    if not known:
+        return text
+    for value in known:
+        if value in text:
+            text = text.replace(value, REDACTED)
+
+    def base64_run(match: re.Match[str]) -> str:
+        run = match.group(0)
+        try:
+            decoded = base64.b64decode(run + "=" * (-len(run) % 4)).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            return run
+        return REDACTED if any(value in decoded for value in known) else run
+
+    return _BASE64_RUN.sub(base64_run, text)
 
 
 @dataclass(frozen=True)
@@ -489,6 +533,8 @@ def _winrm(r: Reader, raw: object, path: str) -> WinRMConfig:
     password = r.secret(m, path, "password")
     if auth in ("ntlm", "basic") and password is None and not r.problems_for(path):
         r.problem(path, f"auth {auth} needs password_file or password_env")
+    if auth in ("ntlm", "basic") and not m.get("username"):
+        r.problem(_join(path, "username"), f"required for auth {auth}")
     if auth == "basic" and scheme == "http" and not allow_unencrypted:
         r.problem(
             _join(path, "auth"),
@@ -573,10 +619,12 @@ def _cloud(r: Reader, raw: object, path: str) -> CloudConfig:
             "cache_interval", "max_response_bytes",
         },
     )
+    before = len(r.problems)
     client_id = r.secret(m, path, "client_id")
     client_secret = r.secret(m, path, "client_secret")
+    reported = " ".join(key for key, _ in r.problems[before:])
     for key, value in (("client_id", client_id), ("client_secret", client_secret)):
-        if value is None and not r.problems_for(path):
+        if value is None and _join(path, key) not in reported:
             r.problem(path, f"Citrix Cloud API access needs {key}_file or {key}_env")
     customer_id: str = r.value(m, path, "customer_id", _str)
     if customer_id is not None and not re.match(r"^[A-Za-z0-9_.-]{1,128}$", customer_id):

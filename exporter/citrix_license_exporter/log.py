@@ -11,6 +11,8 @@ import sys
 import time
 from typing import Any
 
+from .config import redact
+
 LEVELS = ("debug", "info", "warn", "error")
 
 
@@ -29,7 +31,7 @@ def _level(record: logging.LogRecord) -> str:
 
 
 def _logfmt_value(value: object) -> str:
-    text = str(value)
+    text = redact(str(value))
     if text and not any(c in text for c in ' ="\\\n\t'):
         return text
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -61,7 +63,10 @@ class JSONFormatter(logging.Formatter):
         doc.update(_fields(record))
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
+        return json.dumps(
+            {key: v if isinstance(v, bool | int | float) or v is None else redact(str(v))
+             for key, v in doc.items()}
+        )
 
 
 def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:

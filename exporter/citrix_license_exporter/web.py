@@ -23,7 +23,7 @@ from prometheus_client.exposition import choose_encoder
 
 from .app import ExporterState
 from .collectors.base import Deadline
-from .config import ModuleConfig, TargetConfig
+from .config import ModuleConfig, TargetConfig, redact
 from .metrics import exporter_families, probe_families
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,8 @@ class ExporterHandler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, body: bytes | str, content_type: str = "text/plain; charset=utf-8"
     ) -> None:
-        data = body.encode() if isinstance(body, str) else body
+        # Scrubbed of credentials, even one a hostile server echoed into a value or an error.
+        data = redact(body if isinstance(body, str) else body.decode("utf-8", "replace")).encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))

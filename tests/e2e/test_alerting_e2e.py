@@ -46,6 +46,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     # The simulated ports are ephemeral, not 27000/7279: the warning band of the rule.
     ("CitrixLicensePortDown", "e2e-vendor-down"): "warning",
     ("CitrixLicenseServerUnreachable", "e2e-unreachable"): "critical",
+    ("CitrixLicenseGracePeriodActive", "e2e-site-caching"): "critical",
+    ("CitrixLicenseCachingModeActive", "e2e-site-caching"): "critical",
 }
 #: Alerts that fire but are muted by an inhibition (never at the webhook).
 SUPPRESSED: dict[tuple[str, str], str] = {

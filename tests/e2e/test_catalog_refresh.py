@@ -24,7 +24,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from citrix_license_exporter.catalog_sources import SourceError, fetch_url
 from citrix_license_exporter.citrix.catalog import load_bundled
+from citrix_license_exporter.config import CatalogSource
 
 from ..conftest import scenario
 from ..support.exposition import value
@@ -129,12 +131,14 @@ def _certificates(folder: Path) -> tuple[Path, Path, Path]:
 @dataclass
 class CatalogServer:
     """Answers every GET with the current ``mode``: ``("body", bytes)``, ``("status", code)``,
-    ``("slow", bytes)`` (one byte every 0.2 s) or ``("endless", b"")`` (chunked, never ends)."""
+    ``("slow", bytes)`` (one byte every 0.2 s), ``("endless", b"")`` (chunked, never ends),
+    ``("redirect", (location, body))`` (``body`` at the location; with ``b""`` every path
+    redirects) or ``("gzip", bytes)``."""
 
     ca_file: Path
     mode: tuple[str, Any] = ("status", 503)
-    requests: list[dict[str, str]] = field(default_factory=list)
-    in_flight: int = 0
+    #: Every request: path, headers (lower-case names) and "done" once the answer ended.
+    requests: list[dict[str, Any]] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
     port: int = 0
 
@@ -155,15 +159,31 @@ def _handler(server: CatalogServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            server.requests.append({"path": self.path, **{k.lower(): v for k, v in
-                                                          self.headers.items()}})
+            record: dict[str, Any] = {k.lower(): v for k, v in self.headers.items()}
+            record.update(path=self.path, done=False)
+            server.requests.append(record)
             mode, payload = server.mode
-            server.in_flight += 1
             try:
                 if mode == "status":
                     self.send_response(payload)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
+                elif mode == "redirect" and not (payload[1] and payload[0].endswith(self.path)):
+                    self.send_response(302)
+                    self.send_header("Location", payload[0])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif mode == "redirect":  # the target of the redirect
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(payload[1])))
+                    self.end_headers()
+                    self.wfile.write(payload[1])
+                elif mode == "gzip":
+                    self.send_response(200)
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
                 elif mode == "body":
                     self.send_response(200)
                     self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -189,7 +209,7 @@ def _handler(server: CatalogServer) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
                 self.close_connection = True
             finally:
-                server.in_flight -= 1
+                record["done"] = True
 
     return Handler
 
@@ -232,6 +252,15 @@ def metric(exporter: Any, name: str, **labels: str) -> float | None:
     return value(exporter.get("/metrics").text, name, **labels)
 
 
+def log_after(exporter: Any, start: int, pattern: str) -> str:
+    """The first log line after the first ``start`` lines that matches ``pattern``."""
+    regex = re.compile(pattern)
+    return poll(
+        lambda: next((line for line in exporter.lines[start:] if regex.search(line)), ""),
+        f"a log line matching {pattern!r}",
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Tests
 
@@ -247,7 +276,7 @@ def test_url_source_good_update_taken_bad_ones_refused(
     config["catalog"] = {
         "sources": [{"url": url, "ca_file": str(catalog_server.ca_file)}],
         "refresh_interval": "1s",
-        "timeout": "1s",
+        "timeout": "3s",
         "max_bytes": 4000,
     }
     catalog_server.set("body", DOC_A)
@@ -258,7 +287,7 @@ def test_url_source_good_update_taken_bad_ones_refused(
     assert metric(exporter, RELEASES, source="bundled") == len(BUNDLED.releases) - 1
     assert metric(exporter, LATEST) == day_ts(R57000[1])
     assert metric(exporter, SUCCESS) == 1
-    assert metric(exporter, LAST_OK) == pytest.approx(time.time(), abs=10)
+    assert metric(exporter, LAST_OK) == pytest.approx(time.time(), abs=30)
     exporter.wait_for_log(r"msg=\"catalog source refreshed\".*releases=2")
     # Credentials are used (basic auth from the URL) but never shown.
     auth = catalog_server.requests[-1]["authorization"]
@@ -272,31 +301,32 @@ def test_url_source_good_update_taken_bad_ones_refused(
         assert metric(exporter, LATEST) == day_ts(R58000[1])
 
     take_b()
+    kept_b = 'kept="generated ' + (G + dt.timedelta(days=2)).isoformat() + '"'
     cases = [
         ("body", DOC_MALFORMED, r"invalid catalog: .*releases\[0\]\.version: required"),
         ("body", DOC_OLDER, r"generated \S+ is older than the catalog in use"),
         ("endless", b"", r"response is larger than 4000 bytes; stopped"),
-        ("slow", DOC_B, r"response took longer than 1s; stopped"),
+        ("slow", DOC_B, r"response took longer than 3s; stopped"),
         ("status", 404, r"HTTP 404 Not Found"),
     ]
     for mode, payload, reason in cases:
+        lines = len(exporter.lines)
         seen = catalog_server.set(mode, payload)
         if mode == "slow":
-            # The refresh runs in the background: probes and scrapes answer at once while the
-            # source trickles its answer.
-            poll(lambda: catalog_server.in_flight > 0, "the slow fetch to start")
-            started = time.monotonic()
+            # The refresh runs in the background: a probe is answered while a fetch of the
+            # source is still trickling in.
+            def in_flight(first: int = seen) -> dict[str, Any] | None:
+                return next((r for r in catalog_server.requests[first:] if not r["done"]), None)
+
+            fetch = poll(in_flight, "a slow fetch to start")
             assert value(exporter.get("/probe?target=ls-ok").text, "citrix_license_up") == 1
             assert metric(exporter, RELEASES, source=label) == 3
-            assert catalog_server.in_flight > 0, "the fetch ended before the probe was checked"
-            assert time.monotonic() - started < 1.0
+            assert not fetch["done"], "the slow fetch ended before the probe was answered"
         poll(lambda: metric(exporter, SUCCESS) == 0, f"the {mode} answer to be refused")
         assert len(catalog_server.requests) > seen
-        line = exporter.wait_for_log(r"msg=\"catalog source refused, keeping the last good "
-                                     r"catalog\".*reason=\"" + reason)
-        if "kept=\"generated " + (G + dt.timedelta(days=2)).isoformat() not in line:
-            print("\n".join(l[:300] for l in exporter.lines if "catalog" in l))
-            raise AssertionError("x")
+        line = log_after(exporter, lines, r"msg=\"catalog source refused, keeping the last good "
+                                          r"catalog\".*reason=\"" + reason)
+        assert kept_b in line
         # The last good catalog (B) is still in use.
         assert metric(exporter, RELEASES, source=label) == 3
         assert metric(exporter, LATEST) == day_ts(R58000[1])
@@ -358,3 +388,39 @@ def test_file_source_read_at_start_on_the_interval_and_on_reload(
     poll(lambda: metric(exporter, SUCCESS) == 1, "both sources to be read")
     assert metric(exporter, RELEASES, source=url) is None
     exporter.wait_for_log(r"msg=\"catalog source refreshed\" source=" + re.escape(url))
+
+
+# ---------------------------------------------------------------------------------------------
+# One fetch, in this process
+
+
+def test_fetch_checks_tls_redirects_encoding_and_size(catalog_server: CatalogServer) -> None:
+    def fetch(url: str, ca: bool = True, max_bytes: int = 4000) -> bytes:
+        source = CatalogSource(url=url, ca_file=str(catalog_server.ca_file) if ca else None)
+        return fetch_url(source, max_bytes=max_bytes, timeout=5)
+
+    catalog_server.set("body", DOC_A)
+    assert fetch(catalog_server.url()) == DOC_A
+    # Verification stays on: without the test CA the server's certificate is not trusted.
+    with pytest.raises(SourceError, match="CERTIFICATE_VERIFY_FAILED"):
+        fetch(catalog_server.url(), ca=False)
+    # The announced size is refused before the body is read.
+    with pytest.raises(SourceError, match=f"response is {len(DOC_A)} bytes, the limit is 100"):
+        fetch(catalog_server.url(), max_bytes=100)
+    catalog_server.set("gzip", DOC_A)
+    with pytest.raises(SourceError, match=r"compressed response \(gzip\) refused"):
+        fetch(catalog_server.url())
+    # Redirects: followed to https (at most 5), refused to http.
+    catalog_server.set("redirect", (catalog_server.url("/moved.yaml"), DOC_B))
+    assert fetch(catalog_server.url()) == DOC_B
+    catalog_server.set("redirect", (catalog_server.url("/elsewhere.yaml"), b""))
+    with pytest.raises(SourceError, match="more than 5 redirects"):
+        fetch(catalog_server.url())  # the target redirects again, and again
+    plain = f"http://127.0.0.1:{catalog_server.port}/plain.yaml"
+    catalog_server.set("redirect", (plain, b""))
+    with pytest.raises(SourceError, match="redirected to a URL that is not https"):
+        fetch(catalog_server.url())
+    assert not any(r["path"] == "/plain.yaml" for r in catalog_server.requests)
+    catalog_server.set("status", 500)
+    with pytest.raises(SourceError, match="HTTP 500 Internal Server Error"):
+        fetch(catalog_server.url())

@@ -227,3 +227,12 @@ def test_no_licensing_service_visible_means_missing_rights(sim: Sim) -> None:
                             "CtxLSPortSvc", "CitrixLicensingConfigService"), "NotInstalled")
     message, _ = failure(sim(services=hidden))
     assert message.startswith("Win32_Service lists none of the licensing services")
+
+
+def test_reconfigure_changes_the_answers(sim: Sim) -> None:
+    simulator = sim(uploads={"days": 5, "failing_days": 2})
+    assert collect(simulator).telemetry.consecutive_failures == 2
+    simulator.reconfigure(failing_days=0, version="11.17.2.0 build 90000")
+    data = collect(simulator)
+    assert data.telemetry.consecutive_failures == 0
+    assert data.license_server_version == "11.17.2.0 build 90000"

@@ -9,11 +9,13 @@ fixed sleeps.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -63,6 +65,17 @@ def free_port() -> int:
 # Processes
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the test process dies, so even a test run
+    killed before its finalizers ran (timeout, SIGKILL) leaves nothing behind."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class ManagedProcess:
     """A process in its own session (process group), its output in a log file."""
 
@@ -77,6 +90,7 @@ class ManagedProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.pgid = self.proc.pid  # start_new_session: the child leads its own group
 

@@ -11,7 +11,7 @@ asserts that no process it started is left.
 What differs from production, and why:
 
 - Clocks. Rule evaluation and the exporter's own scrape every second, the probes every two
-  seconds, the WinRM cache 5 seconds; Alertmanager's ``group_wait`` 0s, ``group_interval`` 1s.
+  seconds, the cached collectors 5 seconds; Alertmanager's ``group_wait`` 0s, ``group_interval`` 1s.
   The bundled rules' ``for`` and ``keep_firing_for`` are divided by ``CLOCK_SCALE`` (5m
   becomes 3s, 30m 18s) in a copy of the rules: same expressions, same labels and annotations,
   same order in which the alerts of one server start and stop, shorter clocks. A ``for`` still
@@ -71,8 +71,8 @@ INTERVAL = "1s"
 #: 0.1 s (network) to 0.4 s (WinRM refetch) of CPU; ten targets every second would saturate the
 #: two cores of a CI machine, and probes late for the 1s timeout would make alerts flap.
 PROBE_INTERVAL = "2s"
-#: The WinRM collector's cache in the test (production: 15m, Citrix's polling limit).
-WINRM_CACHE = "5s"
+#: The cached collectors' interval in the test (WinRM in production: 15m, Citrix's limit).
+CACHE_INTERVAL = "5s"
 
 DEFAULT_JOBS = {"probe": "citrix-license", "exporter": "citrix-license-exporter"}
 
@@ -138,6 +138,10 @@ def e2e_scenarios() -> list[Scenario]:
                   winrm=winrm("11.17.2.0 build 52100", failing_days=2)),
         _scenario("e2e-stop-me", "Newest build, certificate expiring in 20 days; the test stops "
                   "it.", network={"certificate_days_left": 20}, winrm=winrm()),
+        _scenario("e2e-site-caching", "A Delivery Controller site in the supplemental grace "
+                  "period that cannot reach this License Server (license caching mode).",
+                  controller={"sites": [{"name": "Branch", "license_server_status": "Inaccessible",
+                                         "grace_active": True, "grace_hours_left": 100}]}),
         _scenario("e2e-cert-critical", "Web Services certificate expires in 3 days.",
                   network={"certificate_days_left": 3}),
         _scenario("e2e-vendor-down", "The CITRIX vendor daemon refuses connections.",
@@ -354,8 +358,9 @@ class Stack:
         for module in config["modules"].values():
             # Let a change to a simulated server show within seconds instead of after the
             # production cache interval (Citrix asks for 15 minutes between WMI polls).
-            if isinstance(module.get("winrm"), dict):
-                module["winrm"]["cache_interval"] = WINRM_CACHE
+            for section in module.values():
+                if isinstance(section, dict) and "cache_interval" in section:
+                    section["cache_interval"] = CACHE_INTERVAL
         config_path = self.root / "exporter.yml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         self.exporter = ExporterProcess(f"--config.file={config_path}")

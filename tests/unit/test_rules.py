@@ -8,6 +8,7 @@ exporter really exposes.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import re
@@ -59,6 +60,7 @@ def load_generator() -> ModuleType:
     return module
 
 
+@functools.cache
 def rule_groups() -> list[dict[str, Any]]:
     groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
     assert isinstance(groups, list)
@@ -73,6 +75,7 @@ def alert_names() -> list[str]:
     return sorted({rule["alert"] for rule in alert_rules()})
 
 
+@functools.cache
 def promtool_test_groups() -> list[dict[str, Any]]:
     groups: list[dict[str, Any]] = []
     for path in sorted(TESTS_DIR.glob("*.test.yml")):

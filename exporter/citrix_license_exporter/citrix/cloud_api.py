@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .controller_api import APIFormatError, parse_timestamp
+from .controller_api import MAX_TOKEN_LIFETIME, APIFormatError, parse_timestamp
 
 DEFAULT_TOKEN_LIFETIME = timedelta(hours=1)
 
@@ -78,9 +78,9 @@ def parse_cloud_token(doc: object) -> CloudToken:
             seconds = float(raw) if not isinstance(raw, bool) else float("nan")
         except (TypeError, ValueError):
             seconds = float("nan")
-        if not seconds > 0:  # also rejects NaN
+        if not 0 < seconds < float("inf"):  # also rejects NaN
             raise APIFormatError(f"token answer: expiresIn: expected seconds, got {_kind(raw)}")
-        lifetime = timedelta(seconds=seconds)
+        lifetime = timedelta(seconds=min(seconds, MAX_TOKEN_LIFETIME.total_seconds()))
     return CloudToken(value=value.strip(), lifetime=lifetime)
 
 

@@ -23,6 +23,7 @@ metric can be left out instead of showing a made-up 0.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,8 @@ ALERT_LEVELS: tuple[str, ...] = ("Unknown", "Info", "Alert", "Alarm")
 #: Used when the token answer carries no (readable) ``ExpiresAt``: re-login after this long,
 #: or earlier on a 401.
 DEFAULT_TOKEN_LIFETIME = timedelta(minutes=15)
+#: Longer stated lifetimes are cut to this (the 401 path re-logs in anyway).
+MAX_TOKEN_LIFETIME = timedelta(hours=24)
 
 
 class APIFormatError(ValueError):
@@ -128,7 +131,12 @@ def _opt_int(doc: Mapping[str, Any], key: str, what: str) -> int | None:
     value = doc.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value != int(value)
+    ):
         raise APIFormatError(f"{what}.{key}: expected an integer or null, got {_kind(value)}")
     return int(value)
 
@@ -160,11 +168,11 @@ def parse_timestamp(text: str) -> datetime:
         value = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}" if digits else head + rest
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise APIFormatError(f"not an ISO 8601 time: {text[:40]!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise APIFormatError(f"not an ISO 8601 time in range: {text[:40]!r}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,7 +195,7 @@ def parse_token(doc: object, server_date: str | None, now: datetime) -> Token:
                 reference = parsedate_to_datetime(server_date).astimezone(UTC)
             except (TypeError, ValueError, IndexError, OverflowError):
                 reference = now
-        lifetime = parse_timestamp(expires) - reference
+        lifetime = min(parse_timestamp(expires) - reference, MAX_TOKEN_LIFETIME)
     elif expires is not None:
         raise APIFormatError(f"token answer: ExpiresAt: expected a time, got {_kind(expires)}")
     return Token(value=value.strip(), lifetime=lifetime)

@@ -113,7 +113,7 @@ class _Session:
                     raise HTTPStatusError(f"{what}: HTTP 401 even with a new token", 401) from None
                 if exc.status == 403:
                     raise HTTPStatusError(
-                        f"{what}: HTTP 403: the account {self.config.username!r} may not read "
+                        f"{what}: HTTP 403: the account {self.config.username} may not read "
                         "the site (it needs a Studio role, e.g. Read Only Administrator)",
                         403,
                     ) from None
@@ -180,7 +180,7 @@ class ControllerCollector:
             if exc.status in (401, 403):
                 raise AuthenticationFailed(
                     f"{what}: HTTP {exc.status}: the controller rejected the credentials of "
-                    f"{config.username!r}"
+                    f"{config.username}"
                 ) from None
             raise
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,8 +58,14 @@ class JSONAnswer:
 def new_client(tls: TLSConfig) -> httpx.Client:
     """A client verifying TLS per the module (on by default, with an optional CA file).
     Redirects are not followed: a credential must not travel to another host."""
+    verify: ssl.SSLContext | bool = False
+    if not tls.insecure_skip_verify:
+        try:
+            verify = ssl.create_default_context(cafile=tls.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise CollectorError(f"cannot load the CA file {tls.ca_file}: {exc}") from None
     return httpx.Client(
-        verify=tls.verify(),
+        verify=verify,
         follow_redirects=False,
         headers={"Accept": "application/json",
                  "User-Agent": f"citrix-license-exporter/{__version__}"},
@@ -70,7 +77,7 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return float(text)
     try:
         moment = parsedate_to_datetime(text)

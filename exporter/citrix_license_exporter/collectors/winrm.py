@@ -42,7 +42,15 @@ from pypsrp.shell import CommandState, Process, SignalCode, WinRS
 from pypsrp.wsman import NAMESPACES, WSMan
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from ..citrix.licensing import ParseError, TelemetrySummary, WinRMData, summarize_telemetry
+from ..citrix.licensing import (
+    License,
+    LicensePool,
+    ParseError,
+    ServiceState,
+    TelemetrySummary,
+    WinRMData,
+    summarize_telemetry,
+)
 from ..citrix.onbox import OnBoxData, command_line, parse_output, stderr_summary
 from ..citrix.uploader_log import compliance_attempts, parse_bundles, parse_uploader_log
 from ..citrix.versions import VersionParseError, parse_version
@@ -348,6 +356,10 @@ class WinRMClient:
         self.wsman.budget = budget
         transport = self.wsman.transport
         session = transport._build_session()
+        # Nothing from the environment (proxies, netrc, CA bundle variables): the module's
+        # configuration is the whole truth, and requests skips scanning os.environ per request.
+        session.trust_env = False
+        session.max_redirects = 0  # WinRM never redirects; credentials go nowhere else
         adapter = _BoundedAdapter(budget)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -543,9 +555,9 @@ class WinRMCollector:
     @staticmethod
     def _data(
         target: TargetConfig,
-        pools: Any,
-        licenses: Any,
-        services: Any,
+        pools: tuple[LicensePool, ...],
+        licenses: tuple[License, ...],
+        services: tuple[ServiceState, ...],
         onbox: OnBoxData,
     ) -> WinRMData:
         if not onbox.ls_exists:

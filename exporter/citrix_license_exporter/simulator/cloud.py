@@ -109,6 +109,7 @@ class CloudSimulator(JSONServer):
         self.token_lifetime = token_lifetime_seconds
         self.servers: dict[str, CloudScenario] = {}
         self.tokens: dict[str, float] = {}
+        self.issued: list[str] = []
         self._data_lock = threading.Lock()
         super().__init__(f"cloud-{customer_id}")
 
@@ -146,6 +147,7 @@ class CloudSimulator(JSONServer):
             token = secrets.token_urlsafe(24)
             with self._data_lock:
                 self.tokens[token] = time.monotonic() + self.token_lifetime
+                self.issued.append(token)
             return Answer(200, {"principal": CLIENT_ID, "subject": CLIENT_ID, "token": token,
                                 "openIdToken": None, "expiresIn": f"{self.token_lifetime:g}"})
         match = _BEARER.match(headers.get("authorization", ""))

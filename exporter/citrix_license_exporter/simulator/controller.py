@@ -208,6 +208,7 @@ class ControllerSimulator(JSONServer):
         self.section = section
         self.token_lifetime = section.token_lifetime_seconds
         self.tokens: dict[str, float] = {}  # token -> monotonic expiry
+        self.issued: list[str] = []  # every token ever issued (tests grep logs for them)
         self._token_lock = threading.Lock()
         super().__init__(name)
         if section.fault != "none":
@@ -269,6 +270,7 @@ class ControllerSimulator(JSONServer):
         token = secrets.token_urlsafe(24)
         with self._token_lock:
             self.tokens[token] = time.monotonic() + self.token_lifetime
+            self.issued.append(token)
         expires = datetime.now(UTC) + timedelta(seconds=self.token_lifetime)
         return Answer(200, {
             "Token": token,

@@ -34,8 +34,10 @@ compute what the exporter must show.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import ipaddress
@@ -388,7 +390,13 @@ class _NTLMAccounts:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     fh.write(f"{domain}:{user}:{PASSWORD}\n")
                 cls._path = path
+                atexit.register(_remove_quietly, path)
             os.environ["NTLM_USER_FILE"] = cls._path
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -567,6 +575,14 @@ class WinRMSimulator:
     @property
     def url(self) -> str:
         return f"{self.scenario.scheme}://{HOST}:{self.port}/wsman"
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Answer from now on as ``dataclasses.replace(scenario, **changes)`` would, with times
+        relative to now (e.g. ``version="11.17.2.0 build 56200"``, ``failing_days=0``)."""
+        scenario = dataclasses.replace(self.scenario, **changes)
+        state = ServerState(scenario, time.time())
+        # Requests read both attributes once each; assigning them together is atomic enough.
+        self.scenario, self.state = scenario, state
 
     @property
     def open_shells(self) -> int:
@@ -1069,6 +1085,11 @@ class SimulatedWinRM:
 
     def target_fields(self) -> dict[str, Any]:
         return {"winrm_url": self.simulator.url, "telemetry": self.section.telemetry}
+
+    def reconfigure(self, **changes: Any) -> None:
+        """See WinRMSimulator.reconfigure (auth, scheme and telemetry are fixed at start)."""
+        self.simulator.reconfigure(**changes)
+        self.section = self.simulator.scenario
 
     def close(self) -> None:
         self.simulator.close()
