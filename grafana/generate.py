@@ -37,10 +37,6 @@ EXPORTER_SEL = 'job=~"$exporter_job"'
 DAY = 86400
 DAYS = "suffix: days"
 
-#: The Delivery Controller site panels (grace, caching mode): on once the exporter exposes the
-#: citrix_license_site_* metrics.
-SITE_PANELS = True
-
 GREEN, ORANGE, RED, BLUE, TEXT = "green", "orange", "red", "blue", "text"
 
 #: Defaults used when rules/thresholds.yml is missing a value (they equal the shipped file).
@@ -314,7 +310,8 @@ def build(t: Thresholds) -> dict[str, Any]:
     days_remaining = f"instance:citrix_license_update_deadline:days_remaining{{{SEL}}}"
     telemetry_days = f"instance:citrix_license_telemetry_last_success:days_ago{{{SEL}}}"
     usage_ratio = f"instance_feature:citrix_license_usage:ratio{{{SEL}}}"
-    cert_days = f"(citrix_license_web_certificate_expiry_timestamp_seconds{{{SEL}}} - time()) / {DAY}"
+    cert_expiry = "citrix_license_web_certificate_expiry_timestamp_seconds"
+    cert_days = f"({cert_expiry}{{{SEL}}} - time()) / {DAY}"
     lic_days = f"(citrix_license_expiry_timestamp_seconds{{{SEL}}} - time()) / {DAY}"
 
     lay = Layout()
@@ -374,7 +371,8 @@ def build(t: Thresholds) -> dict[str, Any]:
     ]
     instance_link = [{
         "title": "Show only ${__value.raw}",
-        "url": f"/d/{UID}/citrix-license-servers?var-instance=${{__value.raw}}&${{__url_time_range}}",
+        "url": f"/d/{UID}/citrix-license-servers"
+               "?var-instance=${__value.raw}&${__url_time_range}",
     }]
     lay.add(table(
         "License Servers",
@@ -525,13 +523,13 @@ def build(t: Thresholds) -> dict[str, Any]:
         "TCP connect to each licensing port (27000 license manager, 7279 CITRIX vendor "
         "daemon, 8083 Web Services for Licensing) at every scrape. Alert: CitrixLicensePortDown.",
         f"max by (instance, port) (citrix_license_port_up{{{SEL}}})",
-        "{{instance}} :{{port}}", UP_DOWN), 12, 8)
+        "{{instance}} :{{port}}", UP_DOWN), 8, 8)
     lay.add(state_timeline(
         "Windows services",
         "The licensing Windows services as WMI reports them (over WinRM, cached). "
         "Alert: CitrixLicenseServiceDown.",
         f"max by (instance, service) (citrix_license_service_up{{{SEL}}})",
-        "{{instance}} {{service}}", RUNNING), 12, 8)
+        "{{instance}} {{service}}", RUNNING), 8, 8)
     lay.add(panel(
         "bargauge", "Web Services certificate: days left",
         f"Days until the TLS certificate of Web Services for Licensing (port 8083) expires: "
@@ -542,7 +540,10 @@ def build(t: Thresholds) -> dict[str, Any]:
         options={"orientation": "horizontal", "displayMode": "basic", "showUnfilled": True,
                  "valueMode": "color", "namePlacement": "left",
                  "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
-    ), 12, 8)
+    ), 8, 8)
+
+    # -- telemetry -------------------------------------------------------------------------
+    lay.row("Telemetry uploads")
     lay.add(timeseries(
         "Telemetry: days since the last successful upload",
         f"Age of the last successful licensing telemetry upload (log_ctxuploader.log). Uploads "
@@ -562,27 +563,26 @@ def build(t: Thresholds) -> dict[str, Any]:
     ), 12, 8)
 
     # -- site ------------------------------------------------------------------------------
-    if SITE_PANELS:
-        lay.row("Site licensing state (Delivery Controller)")
-        lay.add(state_timeline(
-            "Grace periods",
-            "Grace periods as the Delivery Controller site reports them: supplemental grace "
-            "(all licenses in use, about 15 days of extra connections) and out-of-box grace. "
-            "Alert: CitrixLicenseGracePeriodActive.",
-            f"max by (instance, site) (citrix_license_site_supplemental_grace_active{{{SEL}}}) "
-            f"or label_replace(max by (instance, site) "
-            f"(citrix_license_site_out_of_box_grace_active{{{SEL}}}), "
-            '"site", "$1 (out of box)", "site", "(.*)")',
-            "{{instance}} {{site}}", ACTIVE), 12, 8)
-        lay.add(state_timeline(
-            "License Server status and caching mode",
-            "The License Server status the site reports (LasCompatible and Compatible are "
-            "ready; Inaccessible means the site runs in license caching mode). "
-            "Alerts: CitrixLicenseCachingModeActive, CitrixLicenseActivationServiceNotReady.",
-            f"max by (instance, site, status) "
-            f"(citrix_license_site_license_server_status{{{SEL}}}) == 1",
-            "{{instance}} {{site}}: {{status}}",
-            mapping({"1": ("current", BLUE)})), 12, 8)
+    lay.row("Site licensing state (Delivery Controller)")
+    lay.add(state_timeline(
+        "Grace periods",
+        "Grace periods as the Delivery Controller site reports them: supplemental grace "
+        "(all licenses in use, about 15 days of extra connections) and out-of-box grace. "
+        "Alert: CitrixLicenseGracePeriodActive.",
+        f"max by (instance, site) (citrix_license_site_supplemental_grace_active{{{SEL}}}) "
+        f"or label_replace(max by (instance, site) "
+        f"(citrix_license_site_out_of_box_grace_active{{{SEL}}}), "
+        '"site", "$1 (out of box)", "site", "(.*)")',
+        "{{instance}} {{site}}", ACTIVE), 12, 8)
+    lay.add(state_timeline(
+        "License Server status and caching mode",
+        "The License Server status the site reports (LasCompatible and Compatible are "
+        "ready; Inaccessible means the site runs in license caching mode). "
+        "Alerts: CitrixLicenseCachingModeActive, CitrixLicenseActivationServiceNotReady.",
+        f"max by (instance, site, status) "
+        f"(citrix_license_site_license_server_status{{{SEL}}}) == 1",
+        "{{instance}} {{site}}: {{status}}",
+        mapping({"1": ("current", BLUE)})), 12, 8)
 
     # -- the exporter ----------------------------------------------------------------------
     lay.row("Exporter health")

@@ -73,6 +73,12 @@ class _CacheEntry:
         self.last: Outcome | None = None
 
 
+def _done(outcome: Outcome) -> Future[Outcome]:
+    future: Future[Outcome] = Future()
+    future.set_result(outcome)
+    return future
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, CollectorError):
         return str(exc)
@@ -134,7 +140,10 @@ class Prober:
 
     def _cached(
         self, collector: Collector, target: TargetConfig, module: ModuleConfig, deadline: Deadline
-    ) -> Future[Outcome]:
+    ) -> tuple[Future[Outcome], Outcome | None]:
+        """The cached outcome, or a fetch; with a fetch, the last good outcome to fall back on
+        if the fetch outlives this probe's deadline (stale while revalidating, so a slow
+        refetch does not turn a healthy server's ``up`` to 0)."""
         key = (target.name, target.address, module.name, collector.name)
         with self._cache_lock:
             entry = self._cache.get(key)
@@ -147,15 +156,15 @@ class Prober:
         interval = module.cache_interval(collector.name)
         with entry.lock:
             last = entry.last
+            stale = replace(last, from_cache=True) if last is not None and last.success else None
             if last is not None and last.fetched_at is not None and entry.future is None:
                 age = time.time() - last.fetched_at
                 keep = interval if last.success else min(interval, FAILURE_RETRY_SECONDS)
                 if age < keep:
-                    done: Future[Outcome] = Future()
-                    done.set_result(replace(last, from_cache=True))
-                    return done
+                    return _done(replace(last, from_cache=True)), None
             if entry.future is not None:
-                return entry.future
+                # Another probe is refetching: serve the last good data at once if there is any.
+                return (_done(stale), None) if stale is not None else (entry.future, None)
             # The fetch gets the module's whole timeout even when this scrape's deadline is
             # shorter: its result then serves the next scrape instead of being thrown away.
             fetch_deadline = Deadline(max(deadline.at, time.monotonic() + module.timeout))
@@ -171,7 +180,7 @@ class Prober:
                 entry.future = None
 
         inner.add_done_callback(store)
-        return inner
+        return inner, stale
 
     # -- the probe -----------------------------------------------------------------------------
 
@@ -183,27 +192,31 @@ class Prober:
         catalog: Catalog,
         policy: PolicyConfig,
     ) -> ProbeResult:
-        futures: list[tuple[str, Future[Outcome]]] = []
+        start = time.monotonic()
+        futures: list[tuple[str, Future[Outcome], Outcome | None]] = []
         for name in module.collectors:
             collector = self.collectors.get(name)
             if collector is None:
-                failed: Future[Outcome] = Future()
-                failed.set_result(Outcome(name, False, 0.0, error="collector not available"))
-                futures.append((name, failed))
+                failed = Outcome(name, False, 0.0, error="collector not available")
+                futures.append((name, _done(failed), None))
             elif collector.cached and module.cache_interval(name) > 0:
-                futures.append((name, self._cached(collector, target, module, deadline)))
+                futures.append((name, *self._cached(collector, target, module, deadline)))
             else:
-                futures.append((name, self._start(collector, target, module, deadline)))
+                futures.append((name, self._start(collector, target, module, deadline), None))
         outcomes: list[Outcome] = []
-        for name, future in futures:
+        for name, future, stale in futures:
             try:
                 outcome = future.result(timeout=deadline.remaining())
             except FutureTimeout:
-                outcome = Outcome(name, False, module.timeout, error="probe deadline exceeded")
-                log.warning(
-                    "collector timed out",
-                    extra={"fields": {"target": target.name, "collector": name}},
-                )
+                if stale is not None:
+                    outcome = stale  # the refetch goes on and fills the cache for next time
+                else:
+                    outcome = Outcome(name, False, time.monotonic() - start,
+                                      error="probe deadline exceeded")
+                    log.warning(
+                        "collector timed out",
+                        extra={"fields": {"target": target.name, "collector": name}},
+                    )
             outcomes.append(self._with_last_success(target, module, outcome))
         return self._assess(target, module, tuple(outcomes), catalog, policy)
 

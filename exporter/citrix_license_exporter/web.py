@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 import logging
 import socket
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -118,6 +120,19 @@ class ExporterServer(ThreadingHTTPServer):
         self.registry.register(_FamiliesCollector(self.counters.families))
         #: Hook for --web.config.file: (handler) -> True when the request may go on.
         self.authorize: Callable[[ExporterHandler], bool] = lambda handler: True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Instead of the stdlib's traceback on stderr: a client that went away (Prometheus
+        gave up at its scrape timeout) is logged at debug level, anything else as one line."""
+        exc = sys.exc_info()[1]
+        client = client_address[0] if client_address else "?"
+        if isinstance(exc, ConnectionError | TimeoutError | ssl.SSLError):
+            log.debug("client connection lost",
+                      extra={"fields": {"client": client, "reason": type(exc).__name__}})
+            return
+        log.error("request failed",
+                  extra={"fields": {"client": client, "reason": f"{type(exc).__name__}: {exc}"}})
+        log.debug("request failure details", exc_info=True)
 
 
 LANDING = """<!DOCTYPE html>

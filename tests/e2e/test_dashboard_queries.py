@@ -5,6 +5,7 @@ must be valid and return data. A query that returns nothing fails with its panel
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,11 +13,16 @@ from ..support import dashboard as dash
 from ..support.prometheus import Prometheus, PromQLError, wait_until
 from ..support.stack import (
     Stack,
-    e2e_stack,  # noqa: F401 - the shared session fixture
     job_names,
+    shared_stack,
 )
 
 pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="session")
+def e2e_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    yield from shared_stack(request.config)
 
 QUERIES = dash.queries()
 FALLBACK = " or vector(0)"
@@ -40,9 +46,12 @@ def test_panel_query_returns_data(e2e_stack: Stack, query: dash.Query) -> None:
         # every counted state, so the count itself must find something too.
         exprs.append(exprs[0].removesuffix(FALLBACK))
     for expr in exprs:
+
+        def has_data(expr: str = expr) -> bool:
+            return returns_data(prom, query, expr)
+
         try:
-            wait_until(lambda expr=expr: returns_data(prom, query, expr), DATA_TIMEOUT,
-                       f"data for panel {query.label!r}")
+            wait_until(has_data, DATA_TIMEOUT, f"data for panel {query.label!r}")
         except PromQLError as exc:
             pytest.fail(f"panel {query.label!r}: Prometheus rejects the query: {exc}")
         except AssertionError as exc:
@@ -62,11 +71,11 @@ def test_variable_queries_list_the_fleet(e2e_stack: Stack) -> None:
         selector, label = dash.label_values_query(variables[name]["query"]["query"])
         assert selector is not None
         expr = dash.substitute(selector, values)
-        found = wait_until(
-            lambda expr=expr, label=label: {r["metric"].get(label) for r in prom.query(expr)}
-            >= wanted or None,
-            DATA_TIMEOUT, f"values of variable {name}")
-        assert found
+
+        def listed(expr: str = expr, label: str = label, wanted: set[str] = wanted) -> bool:
+            return {r["metric"].get(label) for r in prom.query(expr)} >= wanted
+
+        wait_until(listed, DATA_TIMEOUT, f"values of variable {name}")
 
 
 def test_selecting_one_instance_filters_every_per_server_panel(e2e_stack: Stack) -> None:

@@ -29,15 +29,20 @@ RECORDING = re.compile(r"\b[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_:]*[a-zA-Z0-9_]\b")
 IDENT = re.compile(r"\b[a-zA-Z_][a-zA-Z0-9_]*\b")
 #: Identifiers that may stand in a query without being a metric name.
 PROMQL_WORDS = frozenset(
-    "by without on ignoring group_left group_right bool and or unless offset "
-    "sum min max avg count stddev stdvar topk bottomk quantile count_values group "
-    "abs absent absent_over_time ceil changes clamp clamp_max clamp_min day_of_month "
-    "day_of_week day_of_year days_in_month delta deriv exp floor histogram_quantile "
-    "holt_winters hour idelta increase irate label_join label_replace ln log2 log10 minute "
-    "month predict_linear rate resets round scalar sgn sort sort_desc sqrt time timestamp "
-    "vector year avg_over_time min_over_time max_over_time sum_over_time count_over_time "
-    "quantile_over_time stddev_over_time stdvar_over_time last_over_time present_over_time "
-    "inf nan".split()
+    (
+        "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
+        "unless", "offset", "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk",
+        "bottomk", "quantile", "count_values", "group", "abs", "absent", "absent_over_time",
+        "ceil", "changes", "clamp", "clamp_max", "clamp_min", "day_of_month", "day_of_week",
+        "day_of_year", "days_in_month", "delta", "deriv", "exp", "floor",
+        "histogram_quantile", "holt_winters", "hour", "idelta", "increase", "irate",
+        "label_join", "label_replace", "ln", "log2", "log10", "minute", "month",
+        "predict_linear", "rate", "resets", "round", "scalar", "sgn", "sort", "sort_desc",
+        "sqrt", "time", "timestamp", "vector", "year", "avg_over_time", "min_over_time",
+        "max_over_time", "sum_over_time", "count_over_time", "quantile_over_time",
+        "stddev_over_time", "stdvar_over_time", "last_over_time", "present_over_time",
+        "inf", "nan",
+    )
 )
 #: Series Prometheus makes itself (not from the exporter).
 PROMETHEUS_SERIES = frozenset({"up", "scrape_duration_seconds", "ALERTS", "ALERTS_FOR_STATE"})

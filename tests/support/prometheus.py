@@ -90,7 +90,8 @@ class ManagedProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            # Only prctl() runs between fork and exec: safe although the tests use threads.
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         self.pgid = self.proc.pid  # start_new_session: the child leads its own group
 

@@ -5,17 +5,17 @@
 
 One stack serves the whole test session (Prometheus needs about 5.5 s before its first scraped
 series shows, so starting it per test would dominate the run time). Test modules share it
-through the ``e2e_stack`` fixture below; the first user starts it, the last one stops it and
-asserts that no process it started is left.
+through ``shared_stack()``; the first user starts it, the last one stops it, prints the run
+time and asserts that no process it started is left.
 
 What differs from production, and why:
 
 - Clocks. Rule evaluation and the exporter's own scrape every second, the probes every two
   seconds, the cached collectors 5 seconds; Alertmanager's ``group_wait`` 0s, ``group_interval`` 1s.
   The bundled rules' ``for`` and ``keep_firing_for`` are divided by ``CLOCK_SCALE`` (5m
-  becomes 3s, 30m 18s) in a copy of the rules: same expressions, same labels and annotations,
+  becomes 5s, 30m 30s) in a copy of the rules: same expressions, same labels and annotations,
   same order in which the alerts of one server start and stop, shorter clocks. A ``for`` still
-  spans more than one probe, so one late probe does not fire an alert, as in production.
+  spans more than two probes, so one late probe does not fire an alert, as in production.
   Windows inside expressions (``[1h]``) and thresholds are left alone.
 - Receivers. Every receiver of examples/alertmanager.yml that sends somewhere is replaced, in a
   copy made by code, by a webhook to the test's receiver; receivers that send nowhere stay
@@ -63,13 +63,15 @@ RULES_DIR = ROOT / "rules"
 THRESHOLDS = RULES_DIR / "thresholds.yml"
 ALERTMANAGER_EXAMPLE = ROOT / "examples" / "alertmanager.yml"
 
-#: Production durations are divided by this in the test's copy of the rules (5m: 3s, 30m: 18s).
-CLOCK_SCALE = 100
+#: Production durations are divided by this in the test's copy of the rules (5m: 5s, 30m: 30s):
+#: a `for` of 5m still spans more than two probes, so a probe late on a busy machine does not
+#: page, as one late scrape does not in production.
+CLOCK_SCALE = 60
 #: Rule evaluation and the exporter's own scrape.
 INTERVAL = "1s"
-#: The probe job: each /probe of a WinRM target costs the exporter and the simulator about
-#: 0.1 s (network) to 0.4 s (WinRM refetch) of CPU; ten targets every second would saturate the
-#: two cores of a CI machine, and probes late for the 1s timeout would make alerts flap.
+#: The probe job, every 2 s with a 2 s timeout (so a 1.5 s probe deadline): a 1 s timeout leaves
+#: a probe 0.5 s, less than a WinRM refetch takes on a busy two-core machine (the scrape that
+#: triggers a refetch waits for it), and late probes would make the short-clocked alerts flap.
 PROBE_INTERVAL = "2s"
 #: The cached collectors' interval in the test (WinRM in production: 15m, Citrix's limit).
 CACHE_INTERVAL = "5s"
@@ -408,7 +410,7 @@ class Stack:
             return wanted <= seen and len(seen) > len(wanted)
 
         wait_until(scraped, timeout, "the first scrape of every target",
-                   explain=lambda: self.prom.process.log())
+                   explain=prometheus.process.log)
 
     def stop(self) -> None:
         for part in (self.prometheus, self.alertmanager):
@@ -465,7 +467,7 @@ class _Shared:
     stack: Stack | None = None
     users = 0
     tmp: str | None = None
-    children_before: set[int] = set()  # noqa: RUF012 - process-wide by design
+    children_before: set[int] = set()
 
 
 def require_binaries() -> None:
@@ -514,9 +516,17 @@ def release(config: pytest.Config | None = None) -> None:
         assert not new_children, f"child processes left running: {sorted(new_children)}"
 
 
-@pytest.fixture(scope="session")
-def e2e_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """The shared stack. Import this fixture into a test module to use it."""
+def shared_stack(config: pytest.Config) -> Iterator[Stack]:
+    """The body of a session-scoped fixture giving the shared stack; each test module that
+    needs it declares one (pytest keeps one fixture definition per module, the stack itself
+    is started once and stopped after the last of them)::
+
+        @pytest.fixture(scope="session")
+        def e2e_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+            yield from shared_stack(request.config)
+    """
     stack = acquire()
-    yield stack
-    release(request.config)
+    try:
+        yield stack
+    finally:
+        release(config)

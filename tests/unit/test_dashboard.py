@@ -37,11 +37,12 @@ def generator() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def board() -> dict[str, Any]:
-    return json.loads(dash.DASHBOARD.read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(dash.DASHBOARD.read_text(encoding="utf-8"))
+    return data
 
 
 @pytest.fixture(scope="module")
-def validator() -> jsonschema.protocols.Validator:
+def validator() -> Any:
     schema = json.loads(dash.SCHEMA.read_text(encoding="utf-8"))
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
@@ -57,7 +58,7 @@ def thresholds() -> dict[str, Any]:
 # Schema and generation
 
 
-def test_dashboard_matches_grafana_schema(board, validator) -> None:
+def test_dashboard_matches_grafana_schema(board: dict[str, Any], validator: Any) -> None:
     errors = sorted(validator.iter_errors(board), key=lambda e: list(e.absolute_path))
     assert not errors, "\n".join(
         f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:20]
@@ -73,7 +74,9 @@ def test_dashboard_matches_grafana_schema(board, validator) -> None:
         (("panels", 1, "fieldConfig", "defaults", "thresholds", "mode"), "relative-ish"),
     ],
 )
-def test_schema_catches_broken_dashboards(board, validator, path, bad) -> None:
+def test_schema_catches_broken_dashboards(
+    board: dict[str, Any], validator: Any, path: tuple[Any, ...], bad: str
+) -> None:
     """The generated schema is strict enough to matter (a control for the test above)."""
     broken = copy.deepcopy(board)
     node = broken
@@ -106,7 +109,7 @@ def test_schema_generator_pins_its_versions() -> None:
 # Conventions
 
 
-def test_identity_and_no_import_placeholders(board) -> None:
+def test_identity_and_no_import_placeholders(board: dict[str, Any]) -> None:
     assert board["uid"] == "citrix-license-fleet"
     assert board["title"] == "Citrix License Servers"
     assert {"citrix", "citrix-license"} <= set(board["tags"])
@@ -116,14 +119,14 @@ def test_identity_and_no_import_placeholders(board) -> None:
     assert board.get("id") is None
 
 
-def test_alerts_link_to_this_dashboard(board) -> None:
+def test_alerts_link_to_this_dashboard(board: dict[str, Any]) -> None:
     links = thresholds()["links"]
     slug = re.sub(r"[^a-z0-9]+", "-", board["title"].lower()).strip("-")
     assert links["dashboard_path"] == f"/d/{board['uid']}/{slug}"
     assert "instance" in dash.variables(board), "alerts link with ?var-instance=..."
 
 
-def test_variables(board) -> None:
+def test_variables(board: dict[str, Any]) -> None:
     variables = dash.variables(board)
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
@@ -136,14 +139,14 @@ def test_variables(board) -> None:
     assert "$job" in variables["instance"]["query"]["query"], "instance follows job"
 
 
-def test_threshold_variables_default_to_the_alert_thresholds(board) -> None:
+def test_threshold_variables_default_to_the_alert_thresholds(board: dict[str, Any]) -> None:
     deadline = thresholds()["update_deadline"]
     values = dash.default_values(board)
     assert float(values["warning_days"]) == deadline["warning_days"]
     assert float(values["critical_days"]) == deadline["critical_days"]
 
 
-def test_deadline_colours_follow_the_variables(board) -> None:
+def test_deadline_colours_follow_the_variables(board: dict[str, Any]) -> None:
     deadline = thresholds()["update_deadline"]
     seen = 0
     for panel in dash.data_panels(board):
@@ -161,7 +164,7 @@ def test_deadline_colours_follow_the_variables(board) -> None:
     assert seen >= 2, "the fleet table and the deadline bars colour by the variables"
 
 
-def test_other_colours_follow_rules_thresholds(board) -> None:
+def test_other_colours_follow_rules_thresholds(board: dict[str, Any]) -> None:
     t = thresholds()
     by_title = {p["title"]: p for p in dash.data_panels(board)}
 
@@ -184,7 +187,7 @@ def test_other_colours_follow_rules_thresholds(board) -> None:
         None, t["certificate"]["critical_days"], t["certificate"]["warning_days"]]
 
 
-def test_every_panel_has_title_description_unit_and_datasource(board) -> None:
+def test_every_panel_has_title_description_unit_and_datasource(board: dict[str, Any]) -> None:
     problems = []
     for panel in dash.data_panels(board):
         title = panel.get("title") or f"panel {panel.get('id')}"
@@ -204,20 +207,20 @@ def test_every_panel_has_title_description_unit_and_datasource(board) -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_panel_ids_unique_and_layout_fits_without_overlap(board) -> None:
+def test_panel_ids_unique_and_layout_fits_without_overlap(board: dict[str, Any]) -> None:
     ids = [p["id"] for p in dash.panels(board)]
     assert len(ids) == len(set(ids))
     cells: dict[tuple[int, int], str] = {}
     for panel in dash.panels(board):
         pos = panel["gridPos"]
-        assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24, panel["title"]
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, panel["title"]
         for x in range(pos["x"], pos["x"] + pos["w"]):
             for y in range(pos["y"], pos["y"] + pos["h"]):
                 assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
                 cells[(x, y)] = panel["title"]
 
 
-def test_required_panels_exist(board) -> None:
+def test_required_panels_exist(board: dict[str, Any]) -> None:
     """What the issue asks for, by panel title."""
     titles = {p["title"] for p in dash.data_panels(board)}
     for wanted in [
@@ -241,7 +244,7 @@ def test_required_panels_exist(board) -> None:
 # The queries
 
 
-def test_rates_use_rate_interval(board) -> None:
+def test_rates_use_rate_interval(board: dict[str, Any]) -> None:
     ranged = re.compile(r"\b(rate|irate|increase|delta|idelta|deriv|resets|changes)\s*\(")
     for query in dash.queries(board):
         if ranged.search(query.expr):
@@ -249,14 +252,16 @@ def test_rates_use_rate_interval(board) -> None:
             assert windows and all(w == "$__rate_interval" for w in windows), query.label
 
 
-def test_queries_only_use_known_variables(board) -> None:
+def test_queries_only_use_known_variables(board: dict[str, Any]) -> None:
     known = set(dash.variables(board)) | set(dash.BUILTINS)
     for query in dash.queries(board):
         assert dash.variable_names(query.expr) <= known, query.label
         dash.substitute(query.expr, dash.default_values(board))
 
 
-def test_queries_parse_in_prometheus_2_42(board, promtool, tmp_path: Path) -> None:
+def test_queries_parse_in_prometheus_2_42(
+    board: dict[str, Any], promtool: str, tmp_path: Path
+) -> None:
     """promtool (Debian's 2.42, the version CI runs) parses every query, variables
     substituted, as the expression of a recording rule."""
     rules = [{"record": f"dashboard:query_{i}:check", "expr": q.resolved()}
@@ -282,7 +287,7 @@ def test_name_extraction() -> None:
         dash.names_in("rate_of(citrix_license_up[5m])")
 
 
-def test_every_metric_is_exported_and_every_recording_rule_exists(board) -> None:
+def test_every_metric_is_exported_and_every_recording_rule_exists(board: dict[str, Any]) -> None:
     names = exported_metric_names()
     # The text parser names a counter family without its _total suffix, and a counter with no
     # sample yet (no probe counted) has no sample name to list.
@@ -306,7 +311,7 @@ def test_every_metric_is_exported_and_every_recording_rule_exists(board) -> None
 # Provisioning
 
 
-def test_provisioning_loads_the_dashboard_with_its_datasource(board) -> None:
+def test_provisioning_loads_the_dashboard_with_its_datasource(board: dict[str, Any]) -> None:
     sources = yaml.safe_load((PROVISIONING / "datasources/prometheus.yml").read_text())
     assert sources["apiVersion"] == 1
     (source,) = sources["datasources"]

@@ -310,6 +310,12 @@ def test_cli_stops_on_sigterm_by_itself() -> None:
 # The Dockerfile's steps, run for real (outside a container)
 
 
+#: Building the wheel and installing it with its dependencies takes about 25 s of CPU (most of it
+#: pip, which also downloads from PyPI as the image build does); the fixture's setup counts
+#: towards the first test's timeout, so a loaded machine gets more room than the default.
+IMAGE_TIMEOUT = pytest.mark.timeout(300)
+
+
 @dataclass
 class Image:
     root: Path  # stands for the container's "/"
@@ -328,9 +334,10 @@ def _rooted(command: str, root: Path) -> str:
 
 
 def _run(command: str, cwd: Path, env: dict[str, str], log: list[str]) -> None:
-    log.append(f"$ {command}")
+    start = time.monotonic()
     result = subprocess.run(["sh", "-c", command], cwd=cwd, env=env, capture_output=True,
                             text=True, timeout=300)
+    log.append(f"$ {command}  ({time.monotonic() - start:.1f} s)")
     log.append(result.stdout[-2000:] + result.stderr[-2000:])
     assert result.returncode == 0, "\n".join(log)
 
@@ -401,6 +408,7 @@ def config_dir(image: Image) -> Path:
     return etc
 
 
+@IMAGE_TIMEOUT
 def test_built_venv_runs_version(image: Image) -> None:
     result = subprocess.run([str(image.venv / "bin" / "citrix-license-exporter"), "--version"],
                             capture_output=True, text=True, env=image.env, timeout=30)
@@ -415,6 +423,7 @@ def test_built_venv_runs_version(image: Image) -> None:
     assert where.stdout.startswith(str(image.venv)), where.stdout + where.stderr
 
 
+@IMAGE_TIMEOUT
 def test_built_venv_checks_the_example_config(image: Image, config_dir: Path) -> None:
     result = subprocess.run(
         [str(image.venv / "bin" / "citrix-license-exporter"), "--config.check",
@@ -451,6 +460,7 @@ def _as_container_pid1(argv: list[str]) -> tuple[list[str], bool]:
             setpriv, f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "--", *argv], True
 
 
+@IMAGE_TIMEOUT
 def test_container_start_healthcheck_and_sigterm(
     image: Image, config_dir: Path, stages: list[Stage]
 ) -> None:

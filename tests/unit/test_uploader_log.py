@@ -182,3 +182,9 @@ def test_summary_of_nothing() -> None:
     assert summary.last_attempt is None
     assert summary.last_attempt_success is None
     assert summary.consecutive_failures == 0
+
+
+def test_absurd_time_values_are_reported_not_crashing() -> None:
+    for stamp in ("9" * 5000, "²³", "1795744830.5"):
+        with pytest.raises(ParseError, match="uploader log: result block"):
+            parse_uploader_log(block(stamp).encode(), truncated=False)

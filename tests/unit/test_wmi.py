@@ -287,3 +287,9 @@ def test_invalid_namespace_recognised_from_hresult_text_alone() -> None:
 
 def test_no_fault_in_a_normal_answer() -> None:
     assert parse_fault(safe_fromstring(load("pull_pools.xml"), LIMIT)) is None
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "00010101000000.000000+999"])
+def test_dates_at_the_edge_of_the_calendar_are_reported(text: str) -> None:
+    with pytest.raises(ParseError, match="not understood"):
+        parse_citrix_date(text, "X")

@@ -153,7 +153,7 @@ def parse_citrix_date(text: str, field_name: str) -> datetime | Literal["permane
                 if year < 100:  # FlexNet two-digit years
                     year += 2000
                 return _day(year, flex_month, int(day_s))
-    except ValueError:
+    except (ValueError, OverflowError):  # day 31 of February; year 1 minus an offset
         pass
     raise ParseError(f"{field_name}: date {excerpt(value)} not understood")
 

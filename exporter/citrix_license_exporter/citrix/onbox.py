@@ -146,7 +146,7 @@ def _text(value: str, what: str) -> str | None:
 
 
 def _int(value: str, what: str) -> int:
-    if not value.isdigit() or len(value) > 19:
+    if not re.fullmatch(r"[0-9]{1,18}", value):
         raise ParseError(f"on-box script output: {what} {excerpt(value)} is not a size")
     return int(value)
 

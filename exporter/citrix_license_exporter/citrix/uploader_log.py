@@ -81,7 +81,7 @@ def _attempt(block: str) -> UploadAttempt:
     code, stamp = fields["Code"], fields["t"]
     if not code or not _CODE.match(code):
         raise ParseError(f"uploader log: result block with code {excerpt(code or '')}")
-    if stamp is None or not stamp.isdigit():
+    if stamp is None or not re.fullmatch(r"[0-9]{1,19}", stamp):
         raise ParseError(f"uploader log: result block with time {excerpt(stamp or '')}")
     seconds = int(stamp)
     if not MIN_TIME <= seconds < MAX_TIME:

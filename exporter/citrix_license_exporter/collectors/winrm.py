@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import threading
 import time
@@ -188,7 +189,7 @@ class _BoundedAdapter(requests.adapters.HTTPAdapter):
         )
         cap = self.budget.max_bytes
         length = response.headers.get("Content-Length")
-        declared = int(length) if length and length.isdigit() else None
+        declared = int(length) if length and re.fullmatch(r"[0-9]{1,18}", length) else None
         if declared is not None and declared > cap:
             response.close()
             raise _ResponseTooLarge(

@@ -1,0 +1,34 @@
+"""The benchmark (benchmarks/run.py, ``make bench``) still runs: a fleet of 2 SIMULATED
+servers, one latency, and a table at the end. No timing is asserted: the numbers depend on the
+machine; docs/performance.md has them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(300)
+def test_benchmark_with_a_fleet_of_two_writes_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "performance.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--sizes", "2", "--winrm-sizes", "2",
+         "--latencies", "0.02", "--no-blackbox", "--out", str(out),
+         "--workdir", str(tmp_path / "work")],
+        cwd=REPO, capture_output=True, text=True, timeout=280, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    text = out.read_text(encoding="utf-8")
+    assert "<!-- bench:begin" in text and "<!-- bench:end -->" in text
+    rows = [line for line in text.splitlines() if line.startswith("| 20 ms | 2 |")]
+    kinds = {line.split("|")[3].strip() for line in rows}
+    assert kinds == {"network probe", "WinRM cold (50 pools)", "WinRM warm (50 pools)"}, text
+    for line in rows:
+        up, total = line.rstrip(" |").rsplit("|", 1)[1].strip().split("/")
+        assert int(total) > 0 and int(up) >= 1, line
+    assert "Machine" in text and "Command" in text

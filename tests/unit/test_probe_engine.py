@@ -1,0 +1,138 @@
+"""The probe engine's caching and isolation, with in-process collectors standing in for fetches.
+
+These collectors implement the collector contract (collectors/base.py); what is tested is the
+engine: how often a fetch happens, what a probe reports while a fetch is slow or failing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from citrix_license_exporter.citrix.catalog import load_bundled
+from citrix_license_exporter.citrix.policy import PolicyConfig
+from citrix_license_exporter.collectors.base import CollectorError, Deadline
+from citrix_license_exporter.config import ModuleConfig, TargetConfig, WinRMConfig
+from citrix_license_exporter.probe import Prober
+
+
+@dataclass
+class Data:
+    n: int
+    license_server_version: str | None = "11.17.2.0 build 56200"
+
+
+class CountingCollector:
+    """Returns Data(n) for the n-th fetch; can be made slow or failing between probes."""
+
+    def __init__(self, name: str, cached: bool) -> None:
+        self.name = name
+        self.cached = cached
+        self.calls = 0
+        self.delay = 0.0
+        self.fail = False
+        self.lock = threading.Lock()
+
+    def collect(self, target: TargetConfig, module: ModuleConfig, deadline: Deadline) -> Any:
+        with self.lock:
+            self.calls += 1
+            n = self.calls
+        time.sleep(self.delay)
+        if self.fail:
+            raise CollectorError("simulated failure")
+        return Data(n)
+
+
+def setup(interval: float = 60.0) -> tuple[Prober, CountingCollector, CountingCollector,
+                                          TargetConfig, ModuleConfig]:
+    cached = CountingCollector("winrm", cached=True)
+    plain = CountingCollector("probe", cached=False)
+    module = ModuleConfig(
+        name="m", timeout=5.0, collectors=("winrm", "probe"), primary="winrm",
+        winrm=WinRMConfig(username="u", password=None, cache_interval=interval),
+    )
+    target = TargetConfig(name="t", address="127.0.0.1", module="m")
+    return Prober({"winrm": cached, "probe": plain}), cached, plain, target, module
+
+
+def run(prober: Prober, target: TargetConfig, module: ModuleConfig, seconds: float = 2.0):
+    return prober.probe(target, module, Deadline.after(seconds), load_bundled(), PolicyConfig())
+
+
+def test_cached_collector_fetches_once_per_interval() -> None:
+    prober, cached, plain, target, module = setup(interval=60)
+    first = run(prober, target, module)
+    second = run(prober, target, module)
+    assert cached.calls == 1
+    assert plain.calls == 2  # the uncached collector runs on every probe
+    winrm = second.outcome("winrm")
+    assert winrm is not None and winrm.from_cache and winrm.data.n == 1
+    assert first.up and second.up
+    assert second.assessment is not None and second.version is not None
+
+
+def test_concurrent_probes_share_one_fetch() -> None:
+    prober, cached, _, target, module = setup()
+    cached.delay = 0.3
+    threads = [threading.Thread(target=run, args=(prober, target, module)) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cached.calls == 1
+
+
+def test_slow_refetch_serves_last_good_data() -> None:
+    prober, cached, _, target, module = setup(interval=1.0)
+    assert run(prober, target, module).up
+    time.sleep(1.1)  # the cached data expires
+    cached.delay = 1.5
+    result = run(prober, target, module, seconds=0.3)
+    outcome = result.outcome("winrm")
+    assert outcome is not None
+    assert result.up and outcome.from_cache and outcome.data.n == 1
+    # While the refetch runs, other probes get the last good data at once.
+    again = run(prober, target, module, seconds=0.3).outcome("winrm")
+    assert again is not None and again.data.n == 1
+    deadline = time.monotonic() + 10
+    while cached.calls < 2 or prober._cache[("t", "127.0.0.1", "m", "winrm")].future:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    refreshed = run(prober, target, module).outcome("winrm")
+    assert refreshed is not None and refreshed.data.n == 2 and refreshed.from_cache
+    assert cached.calls == 2
+
+
+def test_cold_fetch_past_the_deadline_is_a_failure_and_still_fills_the_cache() -> None:
+    prober, cached, _, target, module = setup()
+    cached.delay = 0.5
+    result = run(prober, target, module, seconds=0.2)
+    assert not result.up
+    outcome = result.outcome("winrm")
+    assert outcome is not None and outcome.error == "probe deadline exceeded"
+    time.sleep(0.5)
+    assert run(prober, target, module).up
+    assert cached.calls == 1
+
+
+def test_failing_collector_hides_nothing_else_and_failure_is_cached_briefly() -> None:
+    prober, cached, plain, target, module = setup()
+    cached.fail = True
+    result = run(prober, target, module)
+    assert not result.up
+    probe = result.outcome("probe")
+    assert probe is not None and probe.success and probe.data.n == 1
+    run(prober, target, module)
+    assert cached.calls == 1  # a failure is retried after FAILURE_RETRY_SECONDS, not at once
+
+
+def test_last_success_survives_a_failure() -> None:
+    prober, _, plain, target, module = setup()
+    ok = run(prober, target, module).outcome("probe")
+    plain.fail = True
+    failed = run(prober, target, module).outcome("probe")
+    assert ok is not None and failed is not None
+    assert not failed.success
+    assert failed.last_success == ok.fetched_at
