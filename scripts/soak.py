@@ -100,7 +100,7 @@ def proc_figures(pid: int) -> tuple[int, int, int]:
 
 
 class Exporter:
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.lines: list[str] = []
         self.levels: Counter[str] = Counter()
         self._ready = threading.Event()
@@ -109,7 +109,7 @@ class Exporter:
             [sys.executable, "-m", "citrix_license_exporter.cli", f"--config.file={config}",
              "--web.listen-address=127.0.0.1:0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
         )
         threading.Thread(target=self._read, daemon=True).start()
         if not self._ready.wait(30) or not self.url:
@@ -141,9 +141,9 @@ class Exporter:
 
 
 @contextmanager
-def running() -> Iterator[tuple[Fleet, Exporter]]:
+def running(env: dict[str, str] | None = None) -> Iterator[tuple[Fleet, Exporter]]:
     with tempfile.TemporaryDirectory(prefix="cle-soak-") as tmp, Fleet(fleet_scenarios()) as fleet:
-        exporter = Exporter(exporter_config(fleet, Path(tmp)))
+        exporter = Exporter(exporter_config(fleet, Path(tmp)), env)
         try:
             yield fleet, exporter
         finally:
@@ -187,7 +187,8 @@ class Result:
         return "\n".join([
             f"probes: {self.probes} in {self.seconds:.1f} s ({rate:.0f}/s), "
             f"concurrency {self.concurrency}",
-            f"HTTP statuses: {dict(self.statuses)}; up by target kind: {dict(self.up)}",
+            f"HTTP statuses: {dict(self.statuses)}",
+            f"answers by target: {dict(self.up)}",
             f"after warm-up ({b.probes} probes): RSS {b.rss_kib / 1024:.1f} MiB, "
             f"{b.fds} fds, {b.threads} threads",
             f"at the end, settled:        RSS {s.rss_kib / 1024:.1f} MiB, "
@@ -217,8 +218,9 @@ def settle(pid: int, baseline: Sample, timeout: float = 20.0) -> tuple[int, int,
 
 
 def soak(probes: int = 5000, concurrency: int = 8, warmup: int = 200,
-         scrape_timeout: float = 2.0, sample_every: int = 100) -> Result:
-    with running() as (fleet, exporter):
+         scrape_timeout: float = 2.0, sample_every: int = 100,
+         env: dict[str, str] | None = None) -> Result:
+    with running(env) as (fleet, exporter):
         pid = exporter.proc.pid
         targets = [s.name for s in fleet.servers]
         statuses: Counter[str] = Counter()
@@ -238,7 +240,7 @@ def soak(probes: int = 5000, concurrency: int = 8, warmup: int = 200,
                 is_up = UP.search(response.text) is not None
                 with lock:
                     statuses[str(response.status_code)] += 1
-                    up[f"{target.split('-')[0]} up={int(is_up)}"] += 1
+                    up[f"{target} up={int(is_up)}"] += 1
                     done += 1
                     count = done
                 if i % 50 == 0:  # the exporter's own pages too, as Prometheus scrapes them
@@ -284,8 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scrape-timeout", type=float, default=2.0,
                         help="X-Prometheus-Scrape-Timeout-Seconds sent with every probe")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment of the exporter, e.g. MALLOC_ARENA_MAX=2")
     args = parser.parse_args(argv)
-    result = soak(args.probes, args.concurrency, args.warmup, args.scrape_timeout)
+    env = dict(item.split("=", 1) for item in args.env)
+    result = soak(args.probes, args.concurrency, args.warmup, args.scrape_timeout, env=env)
     print(result.summary())
     if args.json is not None:
         doc = asdict(result)

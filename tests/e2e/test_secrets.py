@@ -264,3 +264,96 @@ def test_no_credential_leaves_the_exporter(echo_servers, make_exporter, tmp_path
             print("LEAK", line)
     found = {where: leaks(text) for where, text in [*bodies.items(), ("log", log)]}
     assert not any(found.values()), {k: v for k, v in found.items() if v}
+
+
+# ---------------------------------------------------------------------------------------------
+# Credentials go to configured targets only: not where a redirect points
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers every request with 401 (asking for Basic) and records what it was sent."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[str] = []  # shared with the test on purpose
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        Recorder.seen.append(f"{self.command} {self.path} {self.headers} {body}")
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", "Basic realm=elsewhere")
+        self.send_header("WWW-Authenticate", "Negotiate")
+        self.send_header("WWW-Authenticate", "NTLM")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST
+
+
+def redirector(location: str) -> type[BaseHTTPRequestHandler]:
+    class Redirect(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            self.send_response(307)
+            self.send_header("Location", location + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST
+
+    return Redirect
+
+
+def test_redirects_do_not_take_credentials_elsewhere(make_exporter, tmp_path: Path) -> None:
+    Recorder.seen = []
+    elsewhere = Server((HOST, 0), Recorder)
+    elsewhere_url = f"http://{HOST}:{elsewhere.server_address[1]}"
+    servers = [elsewhere, Server((HOST, 0), redirector(elsewhere_url))]
+    cert, key = certificate()
+    (tmp_path / "r.crt").write_bytes(cert)
+    (tmp_path / "r.key").write_bytes(key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "r.crt", tmp_path / "r.key")
+    tls = Server((HOST, 0), redirector(elsewhere_url))
+    tls.socket = context.wrap_socket(tls.socket, server_side=True)
+    servers.append(tls)
+    for server in servers:
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        plain_port, tls_port = servers[1].server_address[1], tls.server_address[1]
+        config = exporter_config(tmp_path, plain_port, tls_port)
+        ntlm = {**config["modules"]["winrm"]["winrm"], "auth": "ntlm"}
+        ntlm.pop("allow_unencrypted")
+        config["modules"]["winrm-ntlm"] = {"timeout": "5s", "collectors": ["winrm"],
+                                           "winrm": ntlm}
+        config["targets"] = [
+            {"name": "winrm-basic", "address": HOST, "module": "winrm",
+             "winrm_url": f"http://{HOST}:{plain_port}/wsman"},
+            {"name": "winrm-ntlm", "address": HOST, "module": "winrm-ntlm",
+             "winrm_url": f"http://{HOST}:{plain_port}/wsman"},
+            {"name": "ddc", "address": HOST, "module": "ddc",
+             "controllers": [f"https://{HOST}:{tls_port}"]},
+            {"name": "cloud", "address": HOST, "module": "cloud", "cloud_fqdn": "ls.echo.test"},
+        ]
+        exporter = make_exporter(config, env=ENV)
+        for target in config["targets"]:
+            response = exporter.get(f"/probe?target={target['name']}")
+            assert value(response.text, "citrix_license_up") == 0, target["name"]
+        sent = "\n".join(Recorder.seen)
+        assert not leaks(sent), sent
+        assert "Authorization" not in sent, sent
+        assert not Recorder.seen, "a request followed a redirect to another server:\n" + sent
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()

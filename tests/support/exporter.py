@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -14,6 +15,13 @@ from pathlib import Path
 import httpx
 
 LISTENING = re.compile(r"msg=listening address=(\S+)")
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, even by SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ExporterProcess:
@@ -28,6 +36,7 @@ class ExporterProcess:
             [sys.executable, "-m", "citrix_license_exporter.cli",
              "--web.listen-address=127.0.0.1:0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env,
+            preexec_fn=die_with_parent,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

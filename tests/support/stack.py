@@ -33,6 +33,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -480,10 +481,19 @@ def require_binaries() -> None:
         pytest.skip(message)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def acquire() -> Stack:
     with _Shared.lock:
         if _Shared.stack is None:
             require_binaries()
+            # A test run ended by SIGTERM (a CI or shell timeout) still tears the stack down:
+            # pytest runs the finalizers on KeyboardInterrupt. (SIGKILL is covered by the
+            # processes' parent-death signal, see prometheus.py.)
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, _interrupt)
             _Shared.children_before = set(children_of(os.getpid()))
             _Shared.tmp = tempfile.mkdtemp(prefix="cle-e2e-")
             _Shared.stack = Stack(Path(_Shared.tmp)).start()
