@@ -67,6 +67,7 @@ WARM_CPU_LIMIT = 0.010
 RSS_LIMIT = 150 * 1024 * 1024
 RSS_SIZE = 500
 BLACKBOX_FACTOR = 3.0
+WINRM_ALL_LATENCIES = 100
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,6 +236,8 @@ class Row:
     bytes_per_target: float | None
     ok: int
     total: int
+    #: CPU seconds per round of the simulated side (fleet + latency proxy), for contention.
+    sim_cpu: float = 0.0
     note: str = ""
 
     @property
@@ -258,16 +261,25 @@ def _up(body: bytes, kind: str) -> bool:
     return b"\ncitrix_license_up 1" in body
 
 
-def measure(pid: int, rounds: int, scrapes: Sequence[Scrape], kind: str,
-            probes_per_round: int | None = None) -> tuple[list[Round], float]:
+@dataclass
+class Measured:
+    rounds: list[Round]
+    cpu_per_probe: float  # of the measured process
+    sim_cpu_per_round: float  # of the simulated side
+
+
+def measure(pid: int, sim_pids: Sequence[int], rounds: int, scrapes: Sequence[Scrape],
+            probes_per_round: int | None = None) -> Measured:
     """``rounds`` rounds of ``scrapes`` at once; CPU seconds of ``pid`` per target probe."""
     time.sleep(0.2)  # let the previous activity settle
     before = procstat.cpu_seconds(pid)
+    sim_before = sum(procstat.cpu_seconds(p) for p in sim_pids)
     results = [run_round(scrapes, SCRAPE_TIMEOUT, keep_body=True) for _ in range(rounds)]
     time.sleep(0.1)
     used = procstat.cpu_seconds(pid) - before
+    sim = sum(procstat.cpu_seconds(p) for p in sim_pids) - sim_before
     probes = (probes_per_round or len(scrapes)) * rounds
-    return results, used / probes
+    return Measured(results, used / probes, sim / rounds)
 
 
 def solo_time(scrapes_of_one: Callable[[int], Sequence[Scrape]], times: int = 3) -> float:
@@ -275,17 +287,18 @@ def solo_time(scrapes_of_one: Callable[[int], Sequence[Scrape]], times: int = 3)
     return statistics.median(run_round(scrapes_of_one(i)).wall for i in range(times))
 
 
-def summarize(latency: float, size: int, what: str, results: list[Round], solo: float,
-              cpu: float, rss: int, kind: str, per_target: int = 1,
-              count_bytes: bool = True, note: str = "") -> Row:
+def summarize(latency: float, size: int, what: str, measured: Measured, solo: float,
+              rss: int, kind: str, count_bytes: bool = True) -> Row:
+    results = measured.rounds
     replies = [r for result in results for r in result.replies]
     ok = sum(1 for r in replies if r.status == 200 and _up(r.body, kind))
-    sizes = [r.body_bytes * per_target for r in replies if r.status == 200]
+    sizes = [r.body_bytes for r in replies if r.status == 200]
     return Row(
         latency=latency, targets=size, what=what, rounds=len(results),
-        walls=[r.wall for r in results], solo=solo, cpu_per_probe=cpu, peak_rss=rss,
+        walls=[r.wall for r in results], solo=solo, cpu_per_probe=measured.cpu_per_probe,
+        peak_rss=rss,
         bytes_per_target=statistics.median(sizes) if sizes and count_bytes else None,
-        ok=ok, total=len(replies), note=note,
+        ok=ok, total=len(replies), sim_cpu=measured.sim_cpu_per_round,
     )
 
 
@@ -306,7 +319,7 @@ class Bench:
     # -- processes ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def fleet(self, winrm: bool, size: int) -> Iterator[Path]:
+    def fleet(self, winrm: bool, size: int) -> Iterator[tuple[Child, Path]]:
         kind = "winrm" if winrm else "network"
         folder = write_scenarios(self.workdir / f"scenarios-{kind}", winrm)
         out = self.workdir / f"fleet-{kind}" / "exporter.yml"
@@ -318,16 +331,17 @@ class Bench:
             fleet.wait_line(timeout=60 + size * 0.5)
             self.say(f"# {kind} fleet of {size} SIMULATED servers up in "
                      f"{time.monotonic() - started:.1f} s")
-            yield out
+            yield fleet, out
 
     @contextlib.contextmanager
-    def proxy(self, config: Path, latency: float, size: int) -> Iterator[dict[str, Any]]:
+    def proxy(self, config: Path, latency: float,
+              size: int) -> Iterator[tuple[Child, dict[str, Any]]]:
         out = config.with_name(f"proxied-{latency * 1000:g}ms.yml")
         args = [sys.executable, "-m", "benchmarks.latency_proxy", "--config", str(config),
                 "--config.out", str(out), "--latency", str(latency), "--targets", str(size)]
         with child(f"proxy-{latency * 1000:g}ms", args, self.workdir, ready_line=True) as proxy:
             proxy.wait_line(timeout=60)
-            yield yaml.safe_load(out.read_text(encoding="utf-8"))
+            yield proxy, yaml.safe_load(out.read_text(encoding="utf-8"))
 
     @contextlib.contextmanager
     def exporter(self, config: Path, size: int, label: str) -> Iterator[tuple[Child, int]]:
@@ -342,22 +356,22 @@ class Bench:
 
     # -- the network probe and blackbox_exporter -------------------------------------------
 
-    def network(self, latency: float, size: int, base: dict[str, Any],
-                config_dir: Path, blackbox_port: int | None,
+    def network(self, latency: float, size: int, base: dict[str, Any], config_dir: Path,
+                sim_pids: Sequence[int], blackbox_port: int | None,
                 blackbox_pid: int | None) -> None:
         config = exporter_config(base, size, {}, config_dir / f"net-{size}.yml")
         names = [t["name"] for t in base["targets"][:size]]
         label = f"net-{latency * 1000:g}ms-{size}"
-        rounds = _rounds_for(size, 60, 3, 10)
+        rounds = _rounds_for(size, 40, 2, 8)
         with self.exporter(config, size, label) as (exporter, port):
             def scrape(name: str) -> Scrape:
                 return Scrape(HOST, port, f"/probe?target={name}")
 
             run_round([scrape(names[0])])  # warm-up: imports, first TLS context
             solo = solo_time(lambda i: [scrape(names[0])])
-            results, cpu = measure(exporter.pid, rounds, [scrape(n) for n in names], "network")
+            measured = measure(exporter.pid, sim_pids, rounds, [scrape(n) for n in names])
             rss = procstat.peak_rss_bytes(exporter.pid)
-        row = summarize(latency, size, "network probe", results, solo, cpu, rss, "network")
+        row = summarize(latency, size, "network probe", measured, solo, rss, "network")
         self.add(row)
         if blackbox_port is None or blackbox_pid is None:
             return
@@ -374,20 +388,21 @@ class Bench:
         targets = base["targets"][:size]
         run_round(bb_scrapes(targets[0]))
         bb_solo = solo_time(lambda i: bb_scrapes(targets[0]))
-        bb_results, bb_cpu = measure(
-            blackbox_pid, rounds, [s for t in targets for s in bb_scrapes(t)], "blackbox",
+        bb_measured = measure(
+            blackbox_pid, sim_pids, rounds, [s for t in targets for s in bb_scrapes(t)],
             probes_per_round=size,
         )
         bb_rss = procstat.peak_rss_bytes(blackbox_pid)
-        bb_row = summarize(latency, size, "blackbox_exporter (3 probes)", bb_results, bb_solo,
-                           bb_cpu, bb_rss, "blackbox", count_bytes=False)
+        bb_row = summarize(latency, size, "blackbox_exporter (3 probes)", bb_measured, bb_solo,
+                           bb_rss, "blackbox", count_bytes=False)
         # Three blackbox probes make one target: count a target as up when all three are.
         bb_row.ok, bb_row.total = bb_row.ok // 3, bb_row.total // 3
         self.add(bb_row)
 
     # -- WinRM, cold and warm -----------------------------------------------------------------
 
-    def winrm(self, latency: float, size: int, base: dict[str, Any], config_dir: Path) -> None:
+    def winrm(self, latency: float, size: int, base: dict[str, Any], config_dir: Path,
+              sim_pids: Sequence[int]) -> None:
         winrm_module = next(m for m in base["modules"].values() if "winrm" in m)
 
         def module(timeout: float = SCRAPE_TIMEOUT) -> dict[str, Any]:
@@ -395,7 +410,7 @@ class Bench:
                     "winrm": winrm_module["winrm"]}
 
         cold_rounds = _rounds_for(size, 30, 1, 5)
-        warm_rounds = _rounds_for(size, 100, 3, 20)
+        warm_rounds = _rounds_for(size, 60, 2, 15)
         # Every cold round and every solo probe uses a module of its own: the cache is per
         # (target, module), so each starts cold.
         modules = {f"cold-{i}": module() for i in range(cold_rounds)}
@@ -411,13 +426,19 @@ class Bench:
             run_round([scrape(names[0], "solo-3")])  # warm-up: imports, first NTLM
             solo = solo_time(lambda i: [scrape(names[0], f"solo-{i}")])
             before = procstat.cpu_seconds(exporter.pid)
-            cold = [run_round([scrape(n, f"cold-{i}") for n in names], SCRAPE_TIMEOUT, True)
-                    for i in range(cold_rounds)]
-            time.sleep(0.2)
-            cold_cpu = (procstat.cpu_seconds(exporter.pid) - before) / (cold_rounds * size)
+            sim_before = sum(procstat.cpu_seconds(p) for p in sim_pids)
+            rounds = [run_round([scrape(n, f"cold-{i}") for n in names], SCRAPE_TIMEOUT, True)
+                      for i in range(cold_rounds)]
+            # Fetches that outlive the scrape go on for the module's timeout: count them too.
+            time.sleep(1.0)
+            cold = Measured(
+                rounds,
+                (procstat.cpu_seconds(exporter.pid) - before) / (cold_rounds * size),
+                (sum(procstat.cpu_seconds(p) for p in sim_pids) - sim_before) / cold_rounds,
+            )
             cold_rss = procstat.peak_rss_bytes(exporter.pid)
             warm_module = f"cold-{cold_rounds - 1}"
-            if any(r.status != 200 or not _up(r.body, "winrm") for r in cold[-1].replies):
+            if any(r.status != 200 or not _up(r.body, "winrm") for r in rounds[-1].replies):
                 # The cold round timed out somewhere: fill the cache of module "warm" a few
                 # targets at a time (not measured), so that the warm rounds find every target
                 # cached with data.
@@ -425,13 +446,13 @@ class Bench:
                 for start in range(0, size, 25):
                     run_round([scrape(n, warm_module) for n in names[start:start + 25]], 60.0)
             warm_solo = solo_time(lambda i: [scrape(names[0], warm_module)])
-            warm, warm_cpu = measure(exporter.pid, warm_rounds,
-                                     [scrape(n, warm_module) for n in names], "winrm")
+            warm = measure(exporter.pid, sim_pids, warm_rounds,
+                           [scrape(n, warm_module) for n in names])
             warm_rss = procstat.peak_rss_bytes(exporter.pid)
         self.add(summarize(latency, size, f"WinRM cold ({POOLS} pools)", cold, solo,
-                           cold_cpu, cold_rss, "winrm"))
+                           cold_rss, "winrm"))
         self.add(summarize(latency, size, f"WinRM warm ({POOLS} pools)", warm, warm_solo,
-                           warm_cpu, warm_rss, "winrm"))
+                           warm_rss, "winrm"))
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -448,19 +469,23 @@ class Bench:
             if self.blackbox:
                 bb_port, bb_pid = self._start_blackbox(bb_stack)
             if self.sizes:
-                with self.fleet(winrm=False, size=max(self.sizes)) as fleet_config:
+                with self.fleet(winrm=False, size=max(self.sizes)) as (fleet, fleet_config):
                     for latency in self.latencies:
-                        with self.proxy(fleet_config, latency, max(self.sizes)) as base:
+                        with self.proxy(fleet_config, latency, max(self.sizes)) as (proxy, base):
                             for size in self.sizes:
                                 self.network(latency, size, base, fleet_config.parent,
-                                             bb_port, bb_pid)
+                                             (fleet.pid, proxy.pid), bb_port, bb_pid)
         # A fleet per size: each simulated WinRM listener polls for shutdown every 50 ms, so
         # an idle fleet of 500 costs a third of a CPU; smaller rows should not pay for it.
         for size in self.winrm_sizes:
-            with self.fleet(winrm=True, size=size) as fleet_config:
-                for latency in self.latencies:
-                    with self.proxy(fleet_config, latency, size) as base:
-                        self.winrm(latency, size, base, fleet_config.parent)
+            # Past WINRM_ALL_LATENCIES targets, only the first latency: a cold round there
+            # cannot fit a scrape at any latency, and each costs minutes of CPU.
+            latencies = self.latencies if size <= WINRM_ALL_LATENCIES else self.latencies[:1]
+            with self.fleet(winrm=True, size=size) as (fleet, fleet_config):
+                for latency in latencies:
+                    with self.proxy(fleet_config, latency, size) as (proxy, base):
+                        self.winrm(latency, size, base, fleet_config.parent,
+                                   (fleet.pid, proxy.pid))
 
     def _start_blackbox(self, stack: contextlib.ExitStack) -> tuple[int, int]:
         config = self.workdir / "blackbox.yml"
@@ -497,8 +522,8 @@ modules:
 
 HEADER = (
     "| latency | targets | what | rounds | round wall s (max) | solo s | wall ÷ solo | wall ÷ L "
-    "| CPU ms/probe | peak RSS MB | bytes/target | up/total |\n"
-    "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| CPU ms/probe | peak RSS MB | bytes/target | up/total | sim CPU s/round |\n"
+    "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -509,7 +534,8 @@ def format_row(row: Row) -> str:
         f"| {row.latency * 1000:g} ms | {row.targets} | {row.what} | {row.rounds} "
         f"| {row.wall:.3f} ({row.wall_max:.3f}) | {row.solo:.3f} "
         f"| {row.wall / row.solo:.2f} | {wall_l} | {row.cpu_per_probe * 1000:.1f} "
-        f"| {row.peak_rss / 1024 / 1024:.0f} | {size} | {row.ok}/{row.total} |"
+        f"| {row.peak_rss / 1024 / 1024:.0f} | {size} | {row.ok}/{row.total} "
+        f"| {row.sim_cpu:.2f} |"
     )
 
 
@@ -701,6 +727,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes.append(f"{BLACKBOX} is not installed (apt-get install -y "
                      f"--no-install-recommends {BLACKBOX}): comparison skipped.")
     _lift_nofile()
+    # SIGTERM unwinds like Ctrl-C, so the child processes are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     command = " ".join(["python -m benchmarks.run", *map(shlex.quote, sys.argv[1:])])
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
