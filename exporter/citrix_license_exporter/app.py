@@ -10,10 +10,8 @@ import logging
 import platform
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-from prometheus_client.core import Metric
 
 from . import __version__
 from .catalog_sources import CatalogRefresher, RefreshStatus
@@ -32,19 +30,12 @@ def default_collectors() -> dict[str, Collector]:
     from .collectors.network import NetworkCollector
     from .collectors.winrm import WinRMCollector
 
-    collectors: dict[str, Collector] = {
+    return {
         "probe": NetworkCollector(),
         "winrm": WinRMCollector(),
         "controller": ControllerCollector(),
         "cloud": CloudCollector(),
     }
-    for name, factory in COLLECTOR_FACTORIES.items():
-        collectors[name] = factory()
-    return collectors
-
-
-#: Collectors defined in their own modules register a factory here (see collectors/*.py).
-COLLECTOR_FACTORIES: dict[str, Callable[[], Collector]] = {}
 
 
 @dataclass
@@ -62,7 +53,6 @@ class ExporterState:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._catalog_lock = threading.Lock()
-        self.extra_family_sources: list[Callable[[], Iterable[Metric]]] = []
         #: Follows ``catalog.sources`` (catalog_sources.py); runs between start() and stop().
         self.refresher = CatalogRefresher(self.config.catalog, on_change=self._update_catalog)
 
@@ -132,9 +122,6 @@ class ExporterState:
             )
             return True, "configuration reloaded"
 
-    def extra_families(self) -> Iterable[Metric]:
-        for source in self.extra_family_sources:
-            yield from source()
 
 
 def effective_catalog(config: Config, sources: Sequence[Catalog] = ()) -> Catalog:

@@ -190,7 +190,6 @@ class ModuleConfig:
     winrm: WinRMConfig | None = None
     controller: ControllerConfig | None = None
     cloud: CloudConfig | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def cache_interval(self, collector: str) -> float:
         if collector == "winrm" and self.winrm is not None:
@@ -199,9 +198,7 @@ class ModuleConfig:
             return self.controller.cache_interval
         if collector == "cloud" and self.cloud is not None:
             return self.cloud.cache_interval
-        section = self.extra.get(collector)
-        interval = getattr(section, "cache_interval", None)
-        return float(interval) if interval is not None else 0.0
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -218,7 +215,6 @@ class TargetConfig:
     site: str | None = None
     #: The name Citrix Cloud lists this License Server under; None: the address.
     cloud_fqdn: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def port(self, module: ModuleConfig, name: str) -> int:
         return self.ports.get(name, module.probe.ports[name])
@@ -286,7 +282,6 @@ class Config:
     targets: tuple[TargetConfig, ...]
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def catalog_releases(self) -> tuple[Release, ...]:
@@ -646,17 +641,9 @@ def _cloud(r: Reader, raw: object, path: str) -> CloudConfig:
     )
 
 
-#: Parsers for module sections that later collectors add: name -> (reader, raw, path) -> object.
-#: A collector module registers its section here so config.py stays the one place that reads YAML.
-EXTRA_MODULE_SECTIONS: dict[str, Callable[[Reader, object, str], Any]] = {}
-EXTRA_TARGET_KEYS: dict[str, Callable[[Reader, object, str], Any]] = {}
-EXTRA_TOP_LEVEL: dict[str, Callable[[Reader, object, str], Any]] = {}
-
-
 def _module(r: Reader, name: str, raw: object, path: str) -> ModuleConfig:
     allowed = {"timeout", "collectors", "primary", "allow_unlisted_targets", "probe", "winrm",
                "controller", "cloud"}
-    allowed |= set(EXTRA_MODULE_SECTIONS)
     m = r.mapping(raw, path, allowed)
     collectors: tuple[str, ...] = ("probe",)
     if "collectors" in m:
@@ -687,12 +674,6 @@ def _module(r: Reader, name: str, raw: object, path: str) -> ModuleConfig:
     cloud = _cloud(r, m["cloud"], _join(path, "cloud")) if "cloud" in m else None
     if "cloud" in collectors and cloud is None:
         r.problem(path, "collector cloud is enabled but the module has no cloud section")
-    extra: dict[str, Any] = {}
-    for key, parse in EXTRA_MODULE_SECTIONS.items():
-        if key in m:
-            extra[key] = parse(r, m[key], _join(path, key))
-        elif key in collectors:
-            r.problem(path, f"collector {key} is enabled but the module has no {key} section")
     return ModuleConfig(
         name=name,
         timeout=r.value(m, path, "timeout", _positive_duration, 10.0),
@@ -703,7 +684,6 @@ def _module(r: Reader, name: str, raw: object, path: str) -> ModuleConfig:
         winrm=winrm,
         controller=controller,
         cloud=cloud,
-        extra=extra,
     )
 
 
@@ -715,7 +695,6 @@ def _target(
 ) -> TargetConfig | None:
     allowed = {"name", "address", "module", "telemetry", "ports", "winrm_url", "controllers",
                "site", "cloud_fqdn"}
-    allowed |= set(EXTRA_TARGET_KEYS)
     m = r.mapping(raw, path, allowed)
     if not m:
         if raw is not None and not isinstance(raw, dict):
@@ -756,11 +735,6 @@ def _target(
     ):
         r.problem(path, f"module {module!r} runs the controller collector: list the site's "
                   "Delivery Controllers under controllers")
-    extra = {
-        key: parse(r, m[key], _join(path, key))
-        for key, parse in EXTRA_TARGET_KEYS.items()
-        if key in m
-    }
     if name is None or address is None:
         return None
     return TargetConfig(
@@ -773,7 +747,6 @@ def _target(
         controllers=tuple(controllers),
         site=site,
         cloud_fqdn=cloud_fqdn.strip().rstrip(".").lower() if cloud_fqdn else None,
-        extra=extra,
     )
 
 
@@ -909,7 +882,7 @@ def parse_config(
         raise ConfigError(path, [(where, f"invalid YAML: {problem}")]) from None
     if raw is None:
         raw = {}
-    allowed = {"modules", "targets", "policy", "catalog"} | set(EXTRA_TOP_LEVEL)
+    allowed = {"modules", "targets", "policy", "catalog"}
     top = r.mapping(raw, "", allowed)
     modules: dict[str, ModuleConfig] = {}
     raw_modules = r.mapping(top.get("modules"), "modules")
@@ -938,14 +911,12 @@ def parse_config(
             continue
         seen[target.name] = i
         targets.append(target)
-    extra = {key: parse(r, top[key], key) for key, parse in EXTRA_TOP_LEVEL.items() if key in top}
     config = Config(
         path=path,
         modules=modules,
         targets=tuple(targets),
         policy=_policy(r, top.get("policy"), "policy"),
         catalog=_catalog(r, top.get("catalog"), "catalog"),
-        extra=extra,
     )
     if r.problems:
         raise ConfigError(path, r.problems)

@@ -463,7 +463,6 @@ def exporter_families(state: ExporterState) -> Iterator[Metric]:
         releases.add_metric([source], float(count))
     yield releases
     yield from catalog_refresh_families(state)
-    yield from state.extra_families()
 
 
 def catalog_refresh_families(state: ExporterState) -> Iterator[Metric]:
