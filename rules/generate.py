@@ -374,7 +374,38 @@ class Generator:
             ),
             fleet=True,
         )
-        return {"name": "citrix-license.exporter", "rules": [down, reload_failed, catalog]}
+        refresh_days = num(self.t.number("release_catalog.refresh_stale_days"))
+        refresh_ts = "citrix_license_release_catalog_last_refresh_timestamp_seconds"
+        # Failed last attempt, or no complete success for days (a timestamp of 0, a source that
+        # never succeeded, counts as infinitely old). `or` drops the right side's duplicate, so
+        # $value differs by branch: the description only prints looked-up values.
+        refresh = self.alert(
+            "CitrixLicenseReleaseCatalogRefreshFailing",
+            "citrix_license_release_catalog_last_refresh_success == 0\n"
+            f"or\n(time() - {refresh_ts}) / {DAY} > {refresh_days}",
+            "warning",
+            "The exporter cannot refresh its release catalog from its catalog sources.",
+            fill(
+                "The exporter at {{ $labels.instance }} fails to refresh its release catalog from "
+                "the configured catalog sources (last attempt: [[attempt]]; every source last read "
+                "successfully: [[last]]; threshold [[days]] days). Releases published since are "
+                "missing, so update deadlines can come too late; the exporter log names the "
+                "failing source and the reason.",
+                attempt=lookup(
+                    "citrix_license_release_catalog_last_refresh_successSEL == 0",
+                    INSTANCE,
+                    'value | printf "failed"',
+                    "succeeded",
+                ),
+                last=lookup(refresh_ts + "SEL > 0", INSTANCE, "value | humanizeTimestamp", "never"),
+                days=refresh_days,
+            ),
+            fleet=True,
+        )
+        return {
+            "name": "citrix-license.exporter",
+            "rules": [down, reload_failed, catalog, refresh],
+        }
 
     def availability(self) -> dict[str, Any]:
         job = self.t.text("jobs.probe")

@@ -32,7 +32,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -240,24 +240,10 @@ class SimulatedCloud:
         release_cloud(self.section.customer_id)
 
 
-def _factory(scenario: Scenario) -> SimulatedCloud | None:
+def from_scenario(scenario: Scenario) -> SimulatedCloud | None:
     if "cloud" not in scenario.sections:
         return None
     return SimulatedCloud(
         parse_cloud_section(scenario.sections["cloud"], scenario.source or scenario.name,
                             scenario.name)
     )
-
-
-def _register(interfaces: list[Callable[[Scenario], Any]]) -> None:
-    if _factory not in interfaces:
-        interfaces.append(_factory)
-
-
-def _register_with_fleet() -> None:
-    from .fleet import INTERFACES
-
-    _register(INTERFACES)
-
-
-_register_with_fleet()

@@ -37,7 +37,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -330,24 +330,10 @@ class SimulatedController:
         self.simulator.close()
 
 
-def _factory(scenario: Scenario) -> SimulatedController | None:
+def from_scenario(scenario: Scenario) -> SimulatedController | None:
     if "controller" not in scenario.sections:
         return None
     section = parse_controller_section(
         scenario.sections["controller"], scenario.source or scenario.name, scenario.name
     )
     return SimulatedController(scenario, section)
-
-
-def _register(interfaces: list[Callable[[Scenario], Any]]) -> None:
-    if _factory not in interfaces:
-        interfaces.append(_factory)
-
-
-def _register_with_fleet() -> None:
-    from .fleet import INTERFACES
-
-    _register(INTERFACES)
-
-
-_register_with_fleet()

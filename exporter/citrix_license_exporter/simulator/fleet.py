@@ -1,8 +1,8 @@
 """A fleet of simulated License Servers, and the exporter configuration that watches it.
 
-Other simulated interfaces (WinRM, Delivery Controller, Citrix Cloud) plug in through
-``INTERFACES``: each factory looks at a scenario and, if the scenario has its section, starts
-the interface and says how the exporter reaches it.
+Besides the network ports, a scenario may ask for further simulated interfaces (WinRM, Delivery
+Controller, Citrix Cloud): each module's ``from_scenario`` starts its interface when the
+scenario has its section, and the interface says how the exporter reaches it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from .scenario import Scenario
 
 
 class SimulatedInterface(Protocol):
-    #: The exporter module this interface needs, and its YAML (may reference files by name).
-    module_name: str
+    @property
+    def module_name(self) -> str:
+        """The exporter module this interface needs (``module_config`` gives its YAML)."""
+        ...
 
     def module_config(self, secrets_dir: Path) -> dict[str, Any]: ...
 
@@ -30,9 +32,11 @@ class SimulatedInterface(Protocol):
     def close(self) -> None: ...
 
 
-#: Factories of further simulated interfaces: (scenario) -> interface, or None when the
-#: scenario has no section for it.
-INTERFACES: list[Callable[[Scenario], SimulatedInterface | None]] = []
+def _interface_starters() -> list[Callable[[Scenario], SimulatedInterface | None]]:
+    # Imported here: these modules pull in pyspnego, cryptography and the HTTPS servers.
+    from . import cloud, controller, winrm
+
+    return [winrm.from_scenario, controller.from_scenario, cloud.from_scenario]
 
 NETWORK_MODULE = "network"
 
@@ -76,8 +80,8 @@ class SimulatedServer:
 def start_server(scenario: Scenario) -> SimulatedServer:
     server = SimulatedServer(scenario, SimulatedNetwork(scenario.name, scenario.network))
     try:
-        for factory in INTERFACES:
-            interface = factory(scenario)
+        for start in _interface_starters():
+            interface = start(scenario)
             if interface is not None:
                 server.interfaces.append(interface)
     except BaseException:
@@ -88,7 +92,6 @@ def start_server(scenario: Scenario) -> SimulatedServer:
 
 class Fleet:
     def __init__(self, scenarios: Iterable[Scenario]) -> None:
-        _register_bundled_interfaces()
         self.servers: list[SimulatedServer] = []
         try:
             for scenario in scenarios:
@@ -134,14 +137,3 @@ class Fleet:
         for server in self.servers:
             server.close()
         self.servers.clear()
-
-
-def _register_bundled_interfaces() -> None:
-    """Import the simulator modules that register interfaces (kept lazy: they pull in more)."""
-    for module in ("winrm", "controller", "cloud"):
-        name = f"{__package__}.{module}"
-        try:
-            __import__(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real missing dependency, not an interface not built yet
-                raise

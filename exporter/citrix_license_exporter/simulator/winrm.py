@@ -50,7 +50,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -1095,22 +1095,8 @@ class SimulatedWinRM:
         self.simulator.close()
 
 
-def _factory(scenario: Scenario) -> SimulatedWinRM | None:
+def from_scenario(scenario: Scenario) -> SimulatedWinRM | None:
     raw = scenario.sections.get("winrm")
     if raw is None:
         return None
     return SimulatedWinRM(scenario, parse_winrm_section(raw, scenario.source or scenario.name))
-
-
-def _register(interfaces: list[Callable[[Scenario], Any]]) -> None:
-    if _factory not in interfaces:
-        interfaces.append(_factory)
-
-
-def _register_with_fleet() -> None:
-    from .fleet import INTERFACES
-
-    _register(INTERFACES)
-
-
-_register_with_fleet()
