@@ -200,6 +200,15 @@ def fill(text: str, **parts: str) -> str:
     return text
 
 
+def exists(query: str, labels: Sequence[str], yes: str, no: str) -> str:
+    """A template printing `yes` when `query` (with SEL) returns a series for the alert's
+    labels, else `no`."""
+    selector = "{" + ",".join(f"{name}=%q" for name in labels) + "}"
+    args = " ".join(f"$labels.{name}" for name in labels)
+    head = '{{ if printf "' + query.replace("SEL", selector) + '" ' + args + " | query }}"
+    return f"{head}{yes}{{{{ else }}}}{no}{{{{ end }}}}"
+
+
 def ts_of(metric: str, labels: Sequence[str], default: str) -> str:
     """A template printing the timestamp value of `metric` for the alert's series."""
     return lookup(metric + "SEL", labels, "value | humanizeTimestamp", default)
@@ -376,9 +385,9 @@ class Generator:
         )
         refresh_days = num(self.t.number("release_catalog.refresh_stale_days"))
         refresh_ts = "citrix_license_release_catalog_last_refresh_timestamp_seconds"
-        # Failed last attempt, or no complete success for days (a timestamp of 0, a source that
-        # never succeeded, counts as infinitely old). `or` drops the right side's duplicate, so
-        # $value differs by branch: the description only prints looked-up values.
+        # The last attempt failed, or no complete success for days (a timestamp of 0, a source
+        # that never succeeded, counts as very old). Both branches give the same labels, and
+        # $value differs by branch, so the description prints looked-up values only.
         refresh = self.alert(
             "CitrixLicenseReleaseCatalogRefreshFailing",
             "citrix_license_release_catalog_last_refresh_success == 0\n"
@@ -391,13 +400,15 @@ class Generator:
                 "successfully: [[last]]; threshold [[days]] days). Releases published since are "
                 "missing, so update deadlines can come too late; the exporter log names the "
                 "failing source and the reason.",
-                attempt=lookup(
+                attempt=exists(
                     "citrix_license_release_catalog_last_refresh_successSEL == 0",
                     INSTANCE,
-                    'value | printf "failed"',
+                    "failed",
                     "succeeded",
                 ),
-                last=lookup(refresh_ts + "SEL > 0", INSTANCE, "value | humanizeTimestamp", "never"),
+                last=lookup(
+                    refresh_ts + "SEL != 0", INSTANCE, "value | humanizeTimestamp", "never"
+                ),
                 days=refresh_days,
             ),
             fleet=True,
@@ -684,6 +695,29 @@ class Generator:
                     last=ts_of(
                         "citrix_license_cloud_last_report_timestamp_seconds", INSTANCE, "never"
                     ),
+                ),
+            )
+        )
+        # Not listed: Cloud has no entry under the target's cloud_fqdn (or address), so the
+        # compliant/reporting series of CitrixLicenseCloudNotCompliant are absent: no overlap.
+        rules.append(
+            self.alert(
+                "CitrixLicenseCloudNotListed",
+                "citrix_license_cloud_listed == 0",
+                "warning",
+                "Citrix Cloud does not list a License Server.",
+                fill(
+                    "Citrix Cloud's License Server list (fetched [[fetched]]) has had no entry "
+                    "for License Server {{ $labels.instance }} for [[for]]: the server is not "
+                    "registered with this Citrix Cloud customer, so its license telemetry may not "
+                    "arrive, or the target's cloud_fqdn (default: its address) differs from the "
+                    "FQDN Citrix Cloud lists.",
+                    fetched=ts_of(
+                        "citrix_license_cloud_list_fetch_timestamp_seconds",
+                        INSTANCE,
+                        "at an unknown time",
+                    ),
+                    **{"for": self.for_text("CitrixLicenseCloudNotListed")},
                 ),
             )
         )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import tempfile
+from importlib import resources
 from pathlib import Path
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 Sample = tuple[str, dict[str, str], float]
@@ -47,6 +49,14 @@ def exported_metric_names() -> frozenset[str]:
     names: set[str] = set()
     with tempfile.TemporaryDirectory() as tmp, Fleet(bundled_scenarios()) as fleet:
         config = fleet.write_exporter_config(Path(tmp, "config.yml"))
+        # A file catalog source (a copy of the bundled catalog), so the catalog refresh metrics
+        # are exposed too.
+        Path(tmp, "releases.yaml").write_bytes(
+            resources.files("citrix_license_exporter.citrix").joinpath("releases.yaml").read_bytes()
+        )
+        document = yaml.safe_load(config.read_text(encoding="utf-8"))
+        document["catalog"] = {"sources": [{"file": "releases.yaml"}]}
+        config.write_text(yaml.safe_dump(document), encoding="utf-8")
         with ExporterProcess(f"--config.file={config}") as exporter:
             names |= family_names(exporter.get("/metrics").text)
             for server in fleet.servers:

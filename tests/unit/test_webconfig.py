@@ -512,3 +512,21 @@ def test_tls_file_that_breaks_keeps_serving_the_old_certificate(
     assert running.get(verify=context).status_code == 200
     assert any("cannot load cert_file" in str(getattr(r, "fields", ""))
                for r in caplog.records)
+
+
+def test_command_line_serves_tls_with_basic_auth(tmp_path: Path, pki) -> None:
+    """The real command line: --web.config.file secures what users run."""
+    from ..support.exporter import ExporterProcess
+
+    config = write(tmp_path / "exporter.yml", "modules: {default: {}}\n")
+    web = write(tmp_path / "web.yml", tls_yaml(pki) + f"basic_auth_users: {{p: '{FAST}'}}\n")
+    with ExporterProcess(f"--config.file={config}", f"--web.config.file={web}") as exporter:
+        assert exporter.address is not None
+        url = f"https://{exporter.address}/metrics"
+        context = client_context(pki["server_ca"])
+        with httpx.Client(verify=context, timeout=10) as client:
+            assert client.get(url).status_code == 401
+            response = client.get(url, auth=("p", "s3cret-pw"))
+        assert response.status_code == 200
+        assert "citrix_license_exporter_build_info" in response.text
+        exporter.wait_for_log(r"web config loaded.*tls=True.*basic_auth_users=1")
