@@ -25,10 +25,19 @@ def test_benchmark_with_a_fleet_of_two_writes_its_table(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     text = out.read_text(encoding="utf-8")
     assert "<!-- bench:begin" in text and "<!-- bench:end -->" in text
-    rows = [line for line in text.splitlines() if line.startswith("| 20 ms | 2 |")]
-    kinds = {line.split("|")[3].strip() for line in rows}
-    assert kinds == {"network probe", "WinRM cold (50 pools)", "WinRM warm (50 pools)"}, text
-    for line in rows:
-        up, total = line.rstrip(" |").rsplit("|", 1)[1].strip().split("/")
-        assert int(total) > 0 and int(up) >= 1, line
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("| latency |"))
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    rows = [
+        dict(zip(columns, (cell.strip() for cell in line.strip("|").split("|")), strict=True))
+        for line in lines
+        if line.startswith("| 20 ms | 2 |")
+    ]
+    assert {row["what"] for row in rows} == {
+        "network probe", "WinRM cold (50 pools)", "WinRM warm (50 pools)"
+    }, text
+    up_column = next(c for c in columns if c.startswith("up"))
+    for row in rows:
+        up, total = row[up_column].split("/")
+        assert int(total) > 0 and int(up) >= 1, row  # the plumbing works; no timing asserted
     assert "Machine" in text and "Command" in text

@@ -118,7 +118,7 @@ def test_cold_fetch_past_the_deadline_is_a_failure_and_still_fills_the_cache() -
 
 
 def test_failing_collector_hides_nothing_else_and_failure_is_cached_briefly() -> None:
-    prober, cached, plain, target, module = setup()
+    prober, cached, _plain, target, module = setup()
     cached.fail = True
     result = run(prober, target, module)
     assert not result.up
