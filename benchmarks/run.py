@@ -585,8 +585,8 @@ def verdicts(rows: Sequence[Row]) -> list[str]:
         best = min(warm, key=lambda r: r.cpu_per_probe)
         line(worst.cpu_per_probe < WARM_CPU_LIMIT,
              f"cached probe of a target with {POOLS} pools: {best.cpu_per_probe * 1000:.1f} "
-             f"ms CPU ({best.targets} targets at once) to {worst.cpu_per_probe * 1000:.1f} ms "
-             f"({worst.targets} targets at once) against {WARM_CPU_LIMIT * 1000:g} ms")
+             f"ms CPU (fleet of {best.targets}) to {worst.cpu_per_probe * 1000:.1f} ms "
+             f"(fleet of {worst.targets}) against {WARM_CPU_LIMIT * 1000:g} ms")
     else:
         out.append("- not measured: cached probe CPU")
     big = [r for r in rows if r.targets == RSS_SIZE and not r.what.startswith("blackbox")]

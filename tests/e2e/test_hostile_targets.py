@@ -99,7 +99,7 @@ def test_probe_flood_is_cut_at_the_limit(fleet_of, make_exporter) -> None:
     assert sorted(refused)[len(refused) // 2] < 1.0, sorted(refused)
     assert max(refused) < 2.5, sorted(refused)
     assert min(served) > 2.5
-    assert healthy and max(healthy) < 1.0, healthy
+    assert healthy and max(healthy) < 1.5, healthy
     metrics = exporter.get("/metrics").text
     assert value(metrics, "citrix_license_exporter_probes_rejected_total") == len(refused)
     assert value(metrics, "citrix_license_exporter_probes_in_flight") == 0

@@ -279,7 +279,7 @@ def test_oci_labels(stages: list[Stage]) -> None:
     names = {k.removeprefix("org.opencontainers.image.") for k in labels}
     assert names >= OCI_LABELS, f"missing OCI labels: {OCI_LABELS - names}"
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    assert labels["org.opencontainers.image.licenses"] == pyproject["project"]["license"]["text"]
+    assert labels["org.opencontainers.image.licenses"] == pyproject["project"]["license"]
     version_arg = next(i.args for i in final.all("ARG") if i.args.startswith("VERSION="))
     assert version_arg == f"VERSION={__version__}" == f"VERSION={pyproject['project']['version']}"
 
