@@ -54,7 +54,7 @@ from citrix_license_exporter.citrix.versions import (
 )
 
 #: CI runs 200 fixed examples per parser (a failure is reproducible). A deeper, randomised run:
-#: ``CLE_FUZZ_EXAMPLES=20000 pytest tests/unit/test_fuzz_parsers.py`` (docs/reliability.md).
+#: ``CLE_FUZZ_EXAMPLES=5000 pytest --timeout=0 tests/unit/test_fuzz_parsers.py``.
 DEEP = int(os.environ.get("CLE_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(
     max_examples=DEEP or 200,

@@ -76,9 +76,10 @@ from .base import CollectorError, Deadline
 
 log = logging.getLogger(__name__)
 
-# pypsrp logs every message at debug level (256 KiB of Base64 per collection); keep it quiet.
+# pypsrp logs every message at debug level (256 KiB of Base64 per collection) and each transport
+# failure at error level with a traceback; the collector reports its own short reason instead.
 for _noisy in ("pypsrp", "spnego"):
-    logging.getLogger(_noisy).setLevel(logging.WARNING)
+    logging.getLogger(_noisy).setLevel(logging.CRITICAL)
 
 CONNECT_TIMEOUT = 10
 #: WS-Man OperationTimeout upper bound (the server answers or faults within it).
