@@ -33,6 +33,13 @@ def gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
     return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
 
 
+def single(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    """A gauge family with one unlabelled sample: most per-target facts are one number."""
+    family = gauge(name, doc)
+    family.add_metric([], value)
+    return family
+
+
 def ts(moment: datetime) -> float:
     if moment.tzinfo is None:
         raise ValueError("naive datetime: every timestamp must be timezone-aware UTC")
@@ -49,20 +56,18 @@ def network_families(data: NetworkData, result: ProbeResult) -> Iterator[Metric]
         port_up.add_metric([str(check.port)], 1.0 if check.up else 0.0)
     yield port_up
     if data.certificate is not None:
-        expiry = gauge(
+        yield single(
             "web_certificate_expiry_timestamp_seconds",
             "When the Web Services for Licensing TLS certificate expires (notAfter).",
+            ts(data.certificate.not_after),
         )
-        expiry.add_metric([], ts(data.certificate.not_after))
-        yield expiry
         if data.certificate.verified is not None:
-            verified = gauge(
+            yield single(
                 "web_certificate_verified",
                 "1 if the Web Services certificate verified against the configured CA bundle "
                 "(absent when verification is switched off for the module).",
+                1.0 if data.certificate.verified else 0.0,
             )
-            verified.add_metric([], 1.0 if data.certificate.verified else 0.0)
-            yield verified
 
 
 POOL_LABELS = ("feature", "product", "edition", "model", "license_type", "pool")
@@ -119,13 +124,12 @@ def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
     yield expiry
 
     tele = data.telemetry
-    manual = gauge(
+    yield single(
         "telemetry_manual",
         "1 if the target is configured telemetry: manual (air-gapped, reported by hand); the "
         "upload metrics then describe the automatic uploader only (see docs/windows-setup.md).",
+        1.0 if data.telemetry_manual else 0.0,
     )
-    manual.add_metric([], 1.0 if data.telemetry_manual else 0.0)
-    yield manual
     optional = (
         ("telemetry_last_success_timestamp_seconds", tele.last_success,
          "Last successful compliance telemetry upload in the uploader log tail (absent: none "
@@ -142,23 +146,19 @@ def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
     )
     for name, value, doc in optional:
         if value is not None:
-            family = gauge(name, doc + CACHED_NOTE)
-            family.add_metric([], float(value))
-            yield family
-    failures = gauge(
+            yield single(name, doc + CACHED_NOTE, float(value))
+    yield single(
         "telemetry_consecutive_failures",
         "Failed compliance uploads since the last success in the uploader log tail (a lower "
         "bound when the tail holds no success)." + CACHED_NOTE,
+        float(tele.consecutive_failures),
     )
-    failures.add_metric([], float(tele.consecutive_failures))
-    yield failures
-    pending = gauge(
+    yield single(
         "telemetry_pending_bundles",
         "Upload bundles newer than the last successful upload, waiting in the License "
         "Server's resource/usage folder." + CACHED_NOTE,
+        float(tele.pending_bundles),
     )
-    pending.add_metric([], float(tele.pending_bundles))
-    yield pending
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,46 +261,41 @@ CLOUD_NOTE = (
 
 
 def cloud_families(data: CloudData, result: ProbeResult) -> Iterator[Metric]:
-    fetched = gauge(
+    yield single(
         "cloud_list_fetch_timestamp_seconds",
         "When the exporter fetched the Citrix Cloud License Server list the cloud metrics of "
         "this target come from.",
+        ts(data.fetched_at),
     )
-    fetched.add_metric([], ts(data.fetched_at))
-    yield fetched
-    listed = gauge(
+    yield single(
         "cloud_listed",
         "1 if Citrix Cloud lists this License Server (matched by FQDN: the target's cloud_fqdn "
         "or address)." + CLOUD_NOTE,
+        1.0 if data.server is not None else 0.0,
     )
-    listed.add_metric([], 1.0 if data.server is not None else 0.0)
-    yield listed
     server = data.server
     if server is None:
         return
     if server.phoning_home is not None:
-        reporting = gauge(
+        yield single(
             "cloud_reporting",
             "1 if Citrix Cloud sees this License Server reporting (isPhoningHome)." + CLOUD_NOTE,
+            1.0 if server.phoning_home else 0.0,
         )
-        reporting.add_metric([], 1.0 if server.phoning_home else 0.0)
-        yield reporting
     if server.last_phoning_home is not None:
-        last = gauge(
+        yield single(
             "cloud_last_report_timestamp_seconds",
             "When Citrix Cloud last received data from this License Server "
             "(lastPhoningHomeTime). Absent when it never did." + CLOUD_NOTE,
+            ts(server.last_phoning_home),
         )
-        last.add_metric([], ts(server.last_phoning_home))
-        yield last
     if server.compliant is not None:
-        compliant = gauge(
+        yield single(
             "cloud_compliant",
             "1 if Citrix Cloud considers this License Server compliant (isCompliant)."
             + CLOUD_NOTE,
+            1.0 if server.compliant else 0.0,
         )
-        compliant.add_metric([], 1.0 if server.compliant else 0.0)
-        yield compliant
 
 
 #: collector name -> builder of that collector's data families. Collectors whose data is
@@ -320,12 +315,11 @@ DATA_FAMILIES: dict[str, Callable[[Any, ProbeResult], Iterable[Metric]]] = {
 def server_families(result: ProbeResult) -> Iterator[Metric]:
     if result.version is None:
         if result.version_text is not None:
-            known = gauge(
+            yield single(
                 "server_version_known",
                 "1 if the running build is in the release catalog." + CACHED_NOTE,
+                0.0,
             )
-            known.add_metric([], 0.0)
-            yield known
         return
     assessment = result.assessment
     assert assessment is not None
@@ -336,25 +330,22 @@ def server_families(result: ProbeResult) -> Iterator[Metric]:
     )
     info.add_metric([str(result.version.version), str(result.version.build)], 1.0)
     yield info
-    known = gauge(
-        "server_version_known", "1 if the running build is in the release catalog." + CACHED_NOTE
+    yield single(
+        "server_version_known", "1 if the running build is in the release catalog." + CACHED_NOTE,
+        1.0 if assessment.known else 0.0,
     )
-    known.add_metric([], 1.0 if assessment.known else 0.0)
-    yield known
     if assessment.release_time is not None:
-        released = gauge(
+        yield single(
             "server_release_timestamp_seconds",
             "Release date of the running build per the release catalog (00:00 UTC; for a date "
             "known only as a bound, see docs/catalog.md).",
+            ts(assessment.release_time),
         )
-        released.add_metric([], ts(assessment.release_time))
-        yield released
-    newer = gauge(
+    yield single(
         "server_newer_releases",
         "How many releases in the catalog are newer than the running build.",
+        float(assessment.newer_releases),
     )
-    newer.add_metric([], float(assessment.newer_releases))
-    yield newer
     if assessment.deadline is not None:
         deadline = gauge(
             "server_update_deadline_timestamp_seconds",
@@ -373,12 +364,11 @@ def server_families(result: ProbeResult) -> Iterator[Metric]:
         latest_at = assessment.deadline.latest_at or assessment.deadline.at
         latest.add_metric([assessment.deadline.rule], ts(latest_at))
         yield latest
-    las = gauge(
+    yield single(
         "server_las_supported",
         "1 if the running build supports the License Activation Service (build 51000 or later).",
+        1.0 if assessment.las_supported else 0.0,
     )
-    las.add_metric([], 1.0 if assessment.las_supported else 0.0)
-    yield las
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,33 +417,30 @@ def exporter_families(state: ExporterState) -> Iterator[Metric]:
     )
     build.add_metric([], {"version": state.version, "python_version": state.python_version})
     yield build
-    reload_ok = GaugeMetricFamily(
-        f"{PREFIX}_exporter_config_last_reload_successful",
+    yield single(
+        "exporter_config_last_reload_successful",
         "1 if the last configuration load succeeded (a failed reload keeps the old config).",
+        1.0 if state.last_reload_successful else 0.0,
     )
-    reload_ok.add_metric([], 1.0 if state.last_reload_successful else 0.0)
-    yield reload_ok
-    reload_ts = GaugeMetricFamily(
-        f"{PREFIX}_exporter_config_last_reload_success_timestamp_seconds",
+    yield single(
+        "exporter_config_last_reload_success_timestamp_seconds",
         "When the configuration was last loaded successfully.",
+        state.last_reload_success_time,
     )
-    reload_ts.add_metric([], state.last_reload_success_time)
-    yield reload_ts
-    targets = GaugeMetricFamily(
-        f"{PREFIX}_exporter_targets", "How many targets the configuration names."
+    yield single(
+        "exporter_targets",
+        "How many targets the configuration names.",
+        float(len(state.config.targets)),
     )
-    targets.add_metric([], float(len(state.config.targets)))
-    yield targets
     catalog = state.catalog
     latest = catalog.latest()
     if latest is not None:
-        latest_ts = gauge(
+        yield single(
             "release_catalog_latest_release_timestamp_seconds",
             "Release date of the newest release in the effective catalog (exact date, or its "
             "'released by' bound). Old means a newer release has probably been missed.",
+            ts(_release_moment(latest)),
         )
-        latest_ts.add_metric([], ts(_release_moment(latest)))
-        yield latest_ts
     releases = gauge(
         "release_catalog_releases",
         "How many releases each catalog source contributes to the effective catalog.",
@@ -470,21 +457,19 @@ def catalog_refresh_families(state: ExporterState) -> Iterator[Metric]:
     status = state.catalog_refresh_status()
     if status is None or status.last_attempt_ok is None:
         return
-    ok = gauge(
+    yield single(
         "release_catalog_last_refresh_success",
         "1 if the last attempt to read every configured catalog source succeeded; 0 if one "
         "failed or was refused (the last good catalog of that source is kept).",
+        1.0 if status.last_attempt_ok else 0.0,
     )
-    ok.add_metric([], 1.0 if status.last_attempt_ok else 0.0)
-    yield ok
     if status.last_success is not None:
-        last = gauge(
+        yield single(
             "release_catalog_last_refresh_timestamp_seconds",
             "When the configured catalog sources were last read successfully (the oldest of "
             "the sources' last successes; 0 if a source never succeeded).",
+            status.last_success,
         )
-        last.add_metric([], status.last_success)
-        yield last
 
 
 def _release_moment(release: Any) -> datetime:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,16 +23,11 @@ from ..support.stack import (
     Stack,
     change_winrm,
     job_names,
-    shared_stack,
     stop_server,
 )
 
 pytestmark = pytest.mark.timeout(180)
 
-
-@pytest.fixture(scope="session")
-def e2e_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    yield from shared_stack(request.config)
 
 DASHBOARD_PATH = "/d/citrix-license-fleet/citrix-license-servers"
 

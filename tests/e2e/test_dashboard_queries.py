@@ -5,7 +5,6 @@ must be valid and return data. A query that returns nothing fails with its panel
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,15 +13,10 @@ from ..support.prometheus import Prometheus, PromQLError, wait_until
 from ..support.stack import (
     Stack,
     job_names,
-    shared_stack,
 )
 
 pytestmark = pytest.mark.timeout(180)
 
-
-@pytest.fixture(scope="session")
-def e2e_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    yield from shared_stack(request.config)
 
 QUERIES = dash.queries()
 FALLBACK = " or vector(0)"

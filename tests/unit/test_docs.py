@@ -96,10 +96,10 @@ def _render(node: ast.expr) -> str | None:
 
 
 def source_metric_names() -> set[str]:
-    """Names given literally to ``gauge(...)`` (metrics.py adds the prefix) or to a
-    ``*MetricFamily(...)`` in metrics.py and web.py. Covers families that no bundled scenario
-    produces (a verified certificate, catalog sources, ...); names built from variables are
-    covered by the exposition test instead."""
+    """Names given literally to ``gauge(...)`` or ``single(...)`` (metrics.py adds the prefix)
+    or to a ``*MetricFamily(...)`` in metrics.py and web.py. Covers families that no bundled
+    scenario produces (a verified certificate, catalog sources, ...); names built from
+    variables are covered by the exposition test instead."""
     names: set[str] = set()
     for path in (PACKAGE / "metrics.py", PACKAGE / "web.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -110,7 +110,7 @@ def source_metric_names() -> set[str]:
             name = _render(node.args[0])
             if name is None:
                 continue
-            if called == "gauge":
+            if called in ("gauge", "single"):
                 names.add(PREFIX + name)
             elif called.endswith("MetricFamily"):
                 names.add(name)
