@@ -11,21 +11,43 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..config import ModuleConfig, TargetConfig
 
 
+class FailureKind(StrEnum):
+    """Why a collector failed, as a small fixed set that alerts and runbooks can branch on.
+
+    The set is bounded on purpose: it becomes a label value in the exposition.
+    """
+
+    TIMEOUT = "timeout"  # the peer did not answer within the probe's deadline
+    REFUSED = "refused"  # the connection was refused or reset
+    DNS = "dns"  # the name did not resolve
+    TLS = "tls"  # handshake or certificate verification failed
+    AUTH = "auth"  # the peer refused the credentials
+    PROTOCOL = "protocol"  # the peer answered, but not as the protocol says (HTTP status, fault)
+    LIMIT = "limit"  # the answer exceeded a configured size or count limit
+    PARSE = "parse"  # the answer was well-formed transport but its content could not be read
+    INTERNAL = "internal"  # a defect in the exporter itself (an unexpected exception)
+
+
 class CollectorError(Exception):
     """A failure with a reason safe to log: it must never contain a secret.
 
+    ``kind``: the failure's class (None: to be classified by the probe from the cause).
     ``logged=True``: the collector has already logged this failure itself (e.g. the cloud
     collector, once per interval for all targets), so the probe logs it at debug level only.
     """
 
-    def __init__(self, message: str, *, logged: bool = False) -> None:
+    def __init__(
+        self, message: str, *, kind: FailureKind | None = None, logged: bool = False
+    ) -> None:
         super().__init__(message)
+        self.kind = kind
         self.logged = logged
 
 
