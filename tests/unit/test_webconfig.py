@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from citrix_license_exporter import webconfig
+from citrix_license_exporter import webauth, webconfig
 from citrix_license_exporter.app import ExporterState
 from citrix_license_exporter.web import ExporterServer
 from citrix_license_exporter.webconfig import (
@@ -443,7 +443,7 @@ def test_successful_checks_are_cached(
         calls.append(1)
         return real(password, hashed_password)
 
-    monkeypatch.setattr(webconfig.bcrypt, "checkpw", counting)
+    monkeypatch.setattr(webauth.bcrypt, "checkpw", counting)
     start = time.monotonic()
     assert running.get(auth=("u", "pw")).status_code == 200
     first = time.monotonic() - start
