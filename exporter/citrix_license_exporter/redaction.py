@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import html
 import json
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote, quote_plus
 
 #: Shorter values are not scrubbed: they would garble every log line.
@@ -62,17 +61,33 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class _One:
+    """What is searched for one secret."""
+
+    #: Whole value and its escaped forms, each searched with ``in`` first (C speed).
+    forms: tuple[str, ...]
+    #: Every fragment of MIN_FRAGMENT characters (the value itself when shorter).
+    fragments: frozenset[str]
+    #: Disjoint 3-character tiles: every fragment contains one, so a text holding none of them
+    #: holds no fragment, and the slower fragment search is skipped.
+    tiles: tuple[str, ...]
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True)
 class _Known:
     """Every remembered secret, compiled once per change (copy-on-write: readers never lock)."""
 
     values: tuple[str, ...] = ()
-    #: Whole values, their escaped forms and every fragment of MIN_FRAGMENT characters.
-    text: re.Pattern[str] | None = None
-    #: The same fragments as bytes (UTF-8 and Latin-1), for decoded Base64 runs.
+    secrets: tuple[_One, ...] = ()
+    #: Fragments as bytes (UTF-8 and Latin-1), for decoded Base64 runs.
     raw: re.Pattern[bytes] | None = None
     #: Prefixes (seen at the text's end) and suffixes (at its start) shorter than MIN_FRAGMENT.
     prefixes: tuple[str, ...] = ()
     suffixes: tuple[str, ...] = ()
+    raw_prefixes: tuple[bytes, ...] = ()
+    #: Base64 runs already looked at (label values repeat across a whole answer).
+    runs: dict[str, bool] = field(default_factory=dict, compare=False)
 
 
 _KNOWN = _Known()
@@ -92,33 +107,57 @@ def _escaped(value: str) -> set[str]:
     }
 
 
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _alternation(items: set[str]) -> str:
+    return "|".join(re.escape(item) for item in sorted(items, key=len, reverse=True))
+
+
+def _alternation_bytes(items: set[bytes]) -> bytes:
+    return b"|".join(re.escape(item) for item in sorted(items, key=len, reverse=True))
+
+
+def _one(value: str) -> _One:
+    fragments = _fragments(value)
+    forms = _escaped(value)
+    if len(value) <= MIN_FRAGMENT:
+        tiles: tuple[str, ...] = (value,)
+    else:
+        tiles = tuple(value[i : i + 3] for i in range(0, len(value) - 2, 3))
+    return _One(
+        forms=tuple(sorted(forms, key=len, reverse=True)),
+        fragments=frozenset(fragments),
+        tiles=tiles,
+        pattern=re.compile(_alternation(forms | fragments)),
+    )
+
+
 def _compile(values: tuple[str, ...]) -> _Known:
-    texts: set[str] = set()
     raws: set[bytes] = set()
     prefixes: set[str] = set()
     suffixes: set[str] = set()
     for value in values:
-        texts |= _escaped(value)
-        fragments = _fragments(value)
-        texts |= fragments
-        for fragment in fragments:
+        for fragment in _fragments(value):
             raws.add(fragment.encode("utf-8"))
-            with contextlib.suppress(UnicodeEncodeError):
+            if _latin1(fragment):
                 raws.add(fragment.encode("latin-1"))
         for n in range(MIN_REDACTED_LENGTH, min(MIN_FRAGMENT, len(value))):
             prefixes.add(value[:n])
             suffixes.add(value[-n:])
-
-    def alternation(items: set[str]) -> str:
-        return "|".join(re.escape(t) for t in sorted(items, key=len, reverse=True))
-
     return _Known(
         values=values,
-        text=re.compile(alternation(texts)) if texts else None,
-        raw=re.compile(b"|".join(re.escape(b) for b in sorted(raws, key=len, reverse=True)))
-        if raws else None,
+        secrets=tuple(_one(value) for value in values),
+        raw=re.compile(_alternation_bytes(raws)) if raws else None,
         prefixes=tuple(sorted(prefixes, key=len, reverse=True)),
         suffixes=tuple(sorted(suffixes, key=len, reverse=True)),
+        raw_prefixes=tuple(p.encode("utf-8") for p in prefixes)
+        + tuple(p.encode("latin-1") for p in prefixes if _latin1(p)),
     )
 
 
@@ -135,17 +174,26 @@ def remember_secret(value: str) -> None:
 def _decodings(run: str) -> list[bytes]:
     """``run`` decoded as Base64 (standard and URL-safe) at each of the four alignments."""
     out = []
+    standard = run.replace("-", "+").replace("_", "/")  # the URL-safe alphabet too
     for start in range(4):
-        part = run[start:].rstrip("=")
+        part = standard[start:].rstrip("=")
         part = part[: len(part) - len(part) % 4]
         if not part:
             continue
-        for altchars in (b"+/", b"-_"):
-            try:
-                out.append(base64.b64decode(part, altchars=altchars, validate=True))
-            except (binascii.Error, ValueError):
-                continue
+        try:
+            out.append(base64.b64decode(part, validate=True))
+        except (binascii.Error, ValueError):
+            continue
     return out
+
+
+def _holds_secret(known: _Known, run: str) -> bool:
+    for decoded in _decodings(run):
+        if known.raw is not None and known.raw.search(decoded):
+            return True
+        if any(decoded.endswith(prefix) for prefix in known.raw_prefixes):
+            return True  # a Basic header cut right after the first characters
+    return False
 
 
 def _merge_spans(text: str, spans: list[tuple[int, int]]) -> str:
@@ -165,9 +213,19 @@ def _merge_spans(text: str, spans: list[tuple[int, int]]) -> str:
 def redact(text: str) -> str:
     """``text`` without any secret, whole or in part, plain or Base64-encoded."""
     known = _KNOWN
-    if known.text is None:
+    if not known.values:
         return text
-    spans = [m.span() for m in known.text.finditer(text)]
+    spans: list[tuple[int, int]] = []
+    for one in known.secrets:
+        if not any(tile in text for tile in one.tiles) \
+                and not any(form in text for form in one.forms):
+            continue
+        for match in one.pattern.finditer(text):
+            start, end = match.span()
+            # Fragments overlap: extend over every further one that continues this run.
+            while end < len(text) and text[end - MIN_FRAGMENT + 1 : end + 1] in one.fragments:
+                end += 1
+            spans.append((start, end))
     for prefix in known.prefixes:
         if text.endswith(prefix):
             spans.append((len(text) - len(prefix), len(text)))
@@ -176,11 +234,16 @@ def redact(text: str) -> str:
         if text.startswith(suffix):
             spans.append((0, len(suffix)))
             break
-    if known.raw is not None:
-        raw = known.raw
-        for match in _BASE64_RUN.finditer(text):
-            if any(raw.search(decoded) for decoded in _decodings(match.group(0))):
-                spans.append(match.span())
+    for match in _BASE64_RUN.finditer(text):
+        run = match.group(0)
+        hidden = known.runs.get(run)
+        if hidden is None:
+            hidden = _holds_secret(known, run)
+            if len(known.runs) > 4096:
+                known.runs.clear()
+            known.runs[run] = hidden
+        if hidden:
+            spans.append(match.span())
     if not spans:
         return text
     # Overlapping or adjoining hits become one <hidden>.

@@ -30,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from ..redaction import shorten
+
 #: ``LicenseServerStatus`` (citrix-daas-rest-go ``model_license_server_status.go``), in order.
 LICENSE_SERVER_STATUSES: tuple[str, ...] = (
     "Compatible",
@@ -172,7 +174,7 @@ def parse_timestamp(text: str) -> datetime:
             moment = moment.replace(tzinfo=UTC)
         return moment.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise APIFormatError(f"not an ISO 8601 time in range: {text[:40]!r}") from None
+        raise APIFormatError(f"not an ISO 8601 time in range: {shorten(text, 40)!r}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,7 +273,7 @@ def license_server_status(
     for status in LICENSE_SERVER_STATUSES:
         if raw.casefold() == status.casefold():
             return status, None
-    return "UnknownStatus", raw[:64]
+    return "UnknownStatus", shorten(raw, 64)
 
 
 def parse_site(detail: object, overview: object = None) -> SiteLicensing:
