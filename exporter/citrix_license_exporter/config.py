@@ -906,9 +906,12 @@ class Config(_Model):
                     "allow_unlisted_targets (credentials are only sent to configured targets)"
                 )
             try:
-                unlisted = TargetConfig(name=name, address=name, module=module_name)
-            except ValidationError:
+                address = _address(name)
+            except ValueError:
                 return f"target {name!r} is not a host name or address"
+            # Not validated as a configured target's name: any host name or address is one.
+            unlisted = TargetConfig.model_construct(name=address, address=address,
+                                                    module=module_name)
             return unlisted, module
         module = self.modules[module_name or target.module]
         if (
