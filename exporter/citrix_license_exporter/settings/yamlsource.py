@@ -23,7 +23,12 @@ from .problems import Problem
 Path = tuple[str | int, ...]
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (the wheels are): same safe constructors,
+# same marks, about ten times faster than the pure-Python parser.
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):
     pass
 
 
