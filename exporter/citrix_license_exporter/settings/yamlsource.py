@@ -28,7 +28,7 @@ Path = tuple[str | int, ...]
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_Base):
+class _Loader(_Base):  # type: ignore[misc]
     pass
 
 
@@ -39,7 +39,7 @@ def _timestamp(loader: SafeConstructor, node: Node) -> object:
         return loader.construct_scalar(node)  # type: ignore[arg-type]
 
 
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)  # type: ignore[type-var]
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
 
 
 @dataclass
