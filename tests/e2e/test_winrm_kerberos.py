@@ -217,6 +217,8 @@ def expired_cache(kdc: KDC, tmp_path: Path) -> str:
     [
         ("kdc_unreachable", "Kerberos: cannot reach a KDC for the realm of user@KRBTEST.COM",
          FailureKind.KDC_UNREACHABLE),
+        ("clock_skew", "Kerberos: clock skew: the server says the ticket is not yet valid",
+         FailureKind.CLOCK_SKEW),
         ("unknown_principal", "Kerberos: the KDC does not know the client principal "
                               "nobody@KRBTEST.COM", FailureKind.AUTH),
         ("wrong_password", "Kerberos: wrong password or key for user@KRBTEST.COM",
@@ -240,7 +242,14 @@ def test_failures_have_a_reason_and_kind(kdc: KDC, sim: Sim, tmp_path: Path,
         args["host"] = "127.0.0.1"
     elif case == "ticket_expired":
         args = {"username": "", "ccache": f"FILE:{expired_cache(kdc, tmp_path)}"}
-    error = failure(simulator, **args)
+    if case == "clock_skew":
+        # The KDC 2 hours ahead of the WinRM server (libfaketime): its tickets start in 2 hours,
+        # so the server, whose clock is this host's, refuses the AP-REQ and says why in a
+        # KRB-ERROR (MIT's client itself follows the KDC's clock: kdc_timesync).
+        with kdc.skewed_clock("+2h"):
+            error = failure(simulator, **args)
+    else:
+        error = failure(simulator, **args)
     message = str(error)
     assert message.startswith(start), message
     assert error.kind == kind

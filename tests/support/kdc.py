@@ -11,9 +11,11 @@ Principals:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 REALM = "KRBTEST.COM"
 SHORT_LIFE = 6
 SERVICES = ("HTTP/localhost", "WSMAN/ls01.krbtest.test")
+FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
 @dataclass
@@ -42,6 +45,21 @@ class KDC:
         path.write_text(text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}"),
                         encoding="utf-8")
         return str(path)
+
+
+    @contextlib.contextmanager
+    def skewed_clock(self, offset: str) -> Iterator[None]:
+        """The KDC restarted with its clock ``offset`` away (libfaketime), and back after."""
+        if not os.path.exists(FAKETIME_LIBRARY):
+            raise RuntimeError("libfaketime missing: install Debian's faketime")
+        self.realm.stop_kdc()
+        self.realm.start_kdc(env={**self.realm.env, "LD_PRELOAD": FAKETIME_LIBRARY,
+                                  "FAKETIME": offset, "FAKETIME_DONT_RESET": "1"})
+        try:
+            yield
+        finally:
+            self.realm.stop_kdc()
+            self.realm.start_kdc()
 
 
 def free_port() -> int:

@@ -84,8 +84,9 @@ def known(code: int | None, *, principal: str, spn: str) -> tuple[str, FailureKi
                 f"{principal} (check [realms] in krb5.conf, DNS SRV records and "
                 "the firewall for port 88)"), FailureKind.KDC_UNREACHABLE
     if code in (KRB_AP_ERR_SKEW, KRB5_KDCREP_SKEW):
-        return ("Kerberos: clock skew too great between this host and the KDC or the "
-                "server (keep both within 5 minutes, e.g. with chrony)"), FailureKind.CLOCK_SKEW
+        return ("Kerberos: clock skew too great between this host, the KDC and the server "
+                "(keep all within 5 minutes of each other, e.g. with chrony or w32time)"), \
+            FailureKind.CLOCK_SKEW
     if code == KDC_ERR_C_PRINCIPAL_UNKNOWN:
         return (f"Kerberos: the KDC does not know the client principal {principal} "
                 "(check username and kerberos.realm)"), FailureKind.AUTH
@@ -98,13 +99,13 @@ def known(code: int | None, *, principal: str, spn: str) -> tuple[str, FailureKi
     if code in (KRB_AP_ERR_TKT_EXPIRED, KDC_ERR_NAME_EXP):
         return f"Kerberos: the ticket of {principal} has expired", FailureKind.AUTH
     if code == KRB_AP_ERR_TKT_NYV:
-        return ("Kerberos: the ticket is not yet valid (clock skew between this host and "
-                "the KDC?)"), FailureKind.CLOCK_SKEW
+        return ("Kerberos: clock skew: the server says the ticket is not yet valid (the "
+                "KDC's clock is ahead of the server's; keep all within 5 minutes)"), \
+            FailureKind.CLOCK_SKEW
     if code == KDC_ERR_KEY_EXP:
         return f"Kerberos: the password of {principal} has expired", FailureKind.AUTH
     if code == KDC_ERR_CLIENT_REVOKED:
-        return (f"Kerberos: the account {principal} is disabled or locked out"),\
-            FailureKind.AUTH
+        return f"Kerberos: the account {principal} is disabled or locked out", FailureKind.AUTH
     if code in (KRB5_KT_NOTFOUND, KRB5_KT_END):
         return f"Kerberos: the keytab has no key for {principal}", FailureKind.AUTH
     if code in (KRB5_FCC_NOFILE, KRB5_CC_NOTFOUND):

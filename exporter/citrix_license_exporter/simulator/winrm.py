@@ -620,6 +620,25 @@ class WinRMSimulator:
         protocol = "kerberos" if self.scenario.auth == "kerberos" else "ntlm"
         return spnego.server(protocol=protocol, channel_bindings=bindings)
 
+    def kerberos_error_token(self, token: bytes) -> bytes | None:
+        """MIT's KRB-ERROR for a refused AP-REQ (clock skew, expired ticket, ...), which the
+        401 carries as Windows does, so the client can tell why. python-gssapi's step returns
+        the acceptor's error token and defers the error (its documented default). The AP-REQ
+        is checked again without a replay cache: the first check already recorded it."""
+        import gssapi
+        import gssapi.raw
+
+        bindings = None
+        if self._channel_bindings is not None:
+            bindings = gssapi.raw.ChannelBindings(application_data=self._channel_bindings)
+        try:
+            creds = gssapi.Credentials(usage="accept", store={"rcache": "none:"})
+            out: bytes | None = gssapi.SecurityContext(
+                usage="accept", creds=creds, channel_bindings=bindings).step(token)
+        except gssapi.raw.GSSError:
+            return None
+        return out
+
     def basic_ok(self, header: str) -> bool:
         try:
             user, _, password = base64.b64decode(header).decode("utf-8").partition(":")
@@ -958,9 +977,14 @@ class _Handler(BaseHTTPRequestHandler):
                 if self.security is None or self.authenticated:
                     self.security, self.authenticated = sim.new_context(), False
                 out = self.security.step(token)
-            except (ValueError, spnego.exceptions.SpnegoError):
+            # AttributeError: pyspnego's GSSAPI acceptor, when MIT refuses an AP-REQ, reads the
+            # flags of the context that never started (pyspnego 0.12).
+            except (ValueError, AttributeError, spnego.exceptions.SpnegoError):
                 self.security, self.authenticated = None, False
-                self._unauthorized(close=True)
+                error_token = None
+                if sim.scenario.auth == "kerberos" and token:
+                    error_token = sim.kerberos_error_token(token)
+                self._unauthorized(error_token, close=True)
                 return False
             if not self.security.complete:
                 self._unauthorized(out)
