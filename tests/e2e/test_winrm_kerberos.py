@@ -32,7 +32,7 @@ from citrix_license_exporter.config import (
 )
 from citrix_license_exporter.simulator.winrm import WinRMSimulator, certificate, parse_winrm_section
 
-from ..support.kdc import KDC, REALM, SHORT_LIFE, start_kdc
+from ..support.kdc import KDC, REALM, SHORT_LIFE, silent_kdc, start_kdc
 
 BASE = {
     "pools": [{"pld": "XDT_PLT_UD", "count": 500, "in_use": 412, "sa_days": 100}],
@@ -108,6 +108,11 @@ def collect(simulator: WinRMSimulator, *, host: str = "localhost", username: str
     url = simulator.url.replace("127.0.0.1", host)
     target = TargetConfig(name="t", address=host, module="m", winrm_url=url)
     return WinRMCollector().collect(target, module, Deadline.after(timeout))
+
+
+def collect_until(simulator: WinRMSimulator, deadline: Deadline, **kwargs: Any) -> Any:
+    timeout = deadline.remaining()
+    return collect(simulator, timeout=timeout, **kwargs)
 
 
 def failure(simulator: WinRMSimulator, **kwargs: Any) -> CollectorError:
@@ -256,6 +261,30 @@ def test_failures_have_a_reason_and_kind(kdc: KDC, sim: Sim, tmp_path: Path,
     for secret in (kdc.passwords["user"], WRONG):
         assert secret not in message
     assert simulator.principals == []
+
+
+@pytest.mark.parametrize("source", ["password", "ccache"])
+def test_a_silent_kdc_cannot_hold_the_probe(kdc: KDC, sim: Sim, monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path, source: str) -> None:
+    # The KDC takes the connection and never answers: libkrb5 would wait its own timeouts in
+    # the collection thread; the exchange runs beside it and the probe stops at its deadline.
+    simulator = sim()
+    args: dict[str, Any] = {"password": kdc.passwords["user"]}
+    if source == "ccache":  # a TGT, but no service ticket yet
+        cache = str(tmp_path / "ccache")
+        kdc.realm.kinit(f"user@{REALM}", kdc.passwords["user"], flags=["-c", cache])
+        args = {"username": "", "ccache": f"FILE:{cache}"}
+    with silent_kdc() as port:
+        monkeypatch.setenv("KRB5_CONFIG", kdc.config_for_kdc(port))
+        deadline = Deadline.after(1.5)
+        with pytest.raises(CollectorError) as info:
+            collect_until(simulator, deadline, **args)
+        assert deadline.expired()
+    what = (f"getting a ticket for user@{REALM}" if source == "password"
+            else "getting a ticket for HTTP/localhost")
+    assert str(info.value) == f"Kerberos: the KDC did not answer within the probe deadline ({what})"
+    assert info.value.kind == FailureKind.KDC_UNREACHABLE
+    assert simulator.auth_tokens == 0
 
 
 def test_a_401_loop_is_capped(kdc: KDC, sim: Sim) -> None:

@@ -39,10 +39,13 @@ class KDC:
 
     def closed_port_config(self) -> str:
         """A krb5.conf whose KDC port has nothing listening (KDC unreachable)."""
-        path = Path(self.realm.tmpdir, "krb5-unreachable.conf")
+        return self.config_for_kdc(free_port())
+
+    def config_for_kdc(self, port: int) -> str:
+        """A krb5.conf like the realm's whose KDC is at ``port`` on 127.0.0.1."""
+        path = Path(self.realm.tmpdir, f"krb5-kdc-{port}.conf")
         text = Path(self.realm.env["KRB5_CONFIG"]).read_text(encoding="utf-8")
-        port = self.realm.portbase
-        path.write_text(text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}"),
+        path.write_text(text.replace(f"127.0.0.1:{self.realm.portbase}", f"127.0.0.1:{port}"),
                         encoding="utf-8")
         return str(path)
 
@@ -124,3 +127,19 @@ def start_kdc() -> KDC:
         realm.addprinc(f"{service}@{REALM}")
         realm.extract_keytab(f"{service}@{REALM}", service_keytab)
     return KDC(realm, service_keytab, client_keytab, passwords)
+
+
+@contextlib.contextmanager
+def silent_kdc() -> Iterator[int]:
+    """A port where a KDC accepts TCP connections and UDP datagrams and never answers."""
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen(16)
+    port = tcp.getsockname()[1]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", port))
+    try:
+        yield port
+    finally:
+        tcp.close()
+        udp.close()

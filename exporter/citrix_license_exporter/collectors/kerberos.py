@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import spnego
@@ -186,6 +187,7 @@ class CredentialStore:
     def ticket(self, principal: str, *, password: str | None, keytab: str | None,
                deadline: Deadline, spn: str) -> _Ticket:
         """A fresh ticket-granting ticket for ``principal`` in a private cache."""
+        principal = _full_name(principal)
         material = (password or "").encode("utf-8") + b"\0" + (keytab or "").encode("utf-8")
         digest = hmac.new(self._key, principal.encode("utf-8") + b"\0" + material,
                           hashlib.sha256).hexdigest()[:32]
@@ -262,6 +264,78 @@ class CredentialStore:
 
 
 STORE = CredentialStore()
+
+
+def _full_name(principal: str) -> str:
+    """``user@REALM``, the realm from krb5.conf's default_realm when not given (no KDC asked)."""
+    try:
+        import krb5
+
+        ctx = krb5.init_context()
+        name = krb5.parse_name_flags(ctx, principal.encode("utf-8"))
+        return krb5.unparse_name_flags(ctx, name).decode("utf-8", "replace")
+    except Exception:  # not installed, or no default realm: the kinit will say so
+        return principal
+
+
+class _Bounded:
+    """Work that may block in libkrb5 (a KDC exchange), run in its own thread so the probe can
+    stop waiting at its deadline; one at a time per key, later callers wait for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, tuple[threading.Event, list[BaseException | None]]] = {}
+
+    def run(self, key: str, work: Callable[[], None], deadline: Deadline, what: str) -> None:
+        with self._lock:
+            entry = self._running.get(key)
+            if entry is None:
+                entry = (threading.Event(), [None])
+                self._running[key] = entry
+                threading.Thread(target=self._work, args=(key, work, entry), daemon=True,
+                                 name="kerberos-kdc").start()
+        done, result = entry
+        if not done.wait(deadline.remaining()):
+            raise KerberosError(f"Kerberos: the KDC did not answer within the probe deadline "
+                                f"({what})", kind=FailureKind.KDC_UNREACHABLE)
+        if result[0] is not None:
+            raise result[0]
+
+    def _work(self, key: str, work: Callable[[], None],
+              entry: tuple[threading.Event, list[BaseException | None]]) -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the waiting probe
+            entry[1][0] = exc
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+            entry[0].set()
+
+
+_BOUNDED = _Bounded()
+
+
+def fetch_service_ticket(ccache: str, service: str, host: str, deadline: Deadline) -> None:
+    """Get the ticket for ``service/host`` into ``ccache`` now, bounded by the deadline, so
+    the security context made in the collection thread finds it cached and waits on no KDC."""
+
+    def work() -> None:
+        import gssapi
+        import gssapi.raw
+
+        try:
+            creds = gssapi.Credentials(usage="initiate", store={"ccache": ccache})
+            name = gssapi.Name(f"{service}@{host}", name_type=gssapi.NameType.hostbased_service)
+            gssapi.SecurityContext(name=name, creds=creds, usage="initiate",
+                                   mech=gssapi.MechType.kerberos).step()
+        except gssapi.raw.GSSError as exc:
+            reason, kind = describe(exc.min_code, principal="the client",
+                                    spn=f"{service}/{host}")
+            raise KerberosError(reason, kind=kind) from None
+
+    _BOUNDED.run(f"{ccache}\0{service}/{host}", work, deadline,
+                 f"getting a ticket for {service}/{host}")
 
 
 def existing_cache(name: str | None, spn: str) -> spnego.KerberosCCache:

@@ -382,15 +382,19 @@ def service_principal(endpoint: Endpoint, cfg: WinRMConfig) -> tuple[str, str]:
 def kerberos_credential(endpoint: Endpoint, cfg: WinRMConfig,
                         deadline: Deadline) -> spnego.KerberosCCache:
     k = cfg.kerberos or KerberosConfig()
-    spn = "/".join(service_principal(endpoint, cfg))
+    service, host = service_principal(endpoint, cfg)
+    spn = f"{service}/{host}"
     if cfg.password is None and k.keytab is None:
-        return kerberos.existing_cache(k.ccache, spn)
-    principal = kerberos.principal_name(cfg.username, k.realm)
-    ticket = kerberos.STORE.ticket(
-        principal, password=cfg.password.reveal() if cfg.password is not None else None,
-        keytab=k.keytab, deadline=deadline, spn=spn,
-    )
-    return spnego.KerberosCCache(ccache=ticket.ccache)
+        credential = kerberos.existing_cache(k.ccache, spn)
+    else:
+        principal = kerberos.principal_name(cfg.username, k.realm)
+        ticket = kerberos.STORE.ticket(
+            principal, password=cfg.password.reveal() if cfg.password is not None else None,
+            keytab=k.keytab, deadline=deadline, spn=spn,
+        )
+        credential = spnego.KerberosCCache(ccache=ticket.ccache)
+    kerberos.fetch_service_ticket(credential.ccache, service, host, deadline)
+    return credential
 
 
 class WinRMClient:
