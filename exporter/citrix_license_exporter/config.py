@@ -37,11 +37,12 @@ from .citrix.catalog import MAX_DATE, MAX_DOCUMENT_BYTES, MIN_DATE, Release, par
 from .citrix.policy import DEFAULT_MINIMUM_BUILDS, MinimumBuild, PolicyConfig
 from .redaction import MIN_REDACTED_LENGTH, REDACTED, Secret, redact, shorten
 from .settings import yamlsource
-from .settings.problems import Problem, Section, from_validation_error, kind, refusal
+from .settings.problems import Problem, Section, Several, from_validation_error, kind, refusal
 
 __all__ = [
     "COLLECTORS", "DEFAULT_PORTS", "MIN_REDACTED_LENGTH", "REDACTED", "CatalogConfig",
-    "CatalogSource", "CloudConfig", "Config", "ConfigError", "ControllerConfig", "ModuleConfig",
+    "CatalogSource", "CloudConfig", "Config", "ConfigError", "ControllerConfig", "KerberosConfig",
+    "ModuleConfig",
     "ProbeConfig", "Secret", "TLSConfig", "TargetConfig", "WinRMConfig", "load_config",
     "parse_config", "parse_duration", "redact", "redact_url", "shorten",
 ]
@@ -75,9 +76,11 @@ class ConfigError(Exception):
         self, path: str, problems: list[tuple[str, str]] | list[Problem] | list[Any]
     ) -> None:
         self.path = path
-        self.located: list[Problem] = [
-            p if isinstance(p, Problem) else Problem(p[0], p[1]) for p in problems
-        ]
+        located = [p if isinstance(p, Problem) else Problem(p[0], p[1]) for p in problems]
+        #: In the order of the file (problems without a line last), as a reader goes through it.
+        self.located: list[Problem] = sorted(
+            located, key=lambda p: p.line if p.line is not None else 1 << 30
+        )
         #: (key path, reason) pairs, as before the line numbers were added.
         self.problems: list[tuple[str, str]] = [(p.key, p.reason) for p in self.located]
         super().__init__("\n".join(self.lines()))
@@ -176,7 +179,7 @@ def _int_in(low: int, high: int) -> PlainValidator:
             what = "a positive integer" if low == 1 else f"a whole number >= {low}"
             raise ValueError(f"expected {what}, got {_quote(value)}")
         if value > high:
-            raise ValueError(f"must be at most {high}, got {value}")
+            raise ValueError(f"expected at most {high}, got {value}")
         return value
 
     return PlainValidator(check)
@@ -372,6 +375,71 @@ class ProbeConfig(_Model):
         return {**DEFAULT_PORTS, **value}
 
 
+_SPN = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}/[A-Za-z0-9.-]{1,253}$")
+_REALM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,254}$")
+#: WMI instances read per class at most (a License Server has a few dozen pools).
+MAX_INSTANCES_LIMIT = 1_000_000
+
+
+def _realm(value: object) -> str | None:
+    if value is None:
+        return None
+    text = _str(value)
+    if not _REALM.match(text):
+        raise ValueError("expected a realm name such as CORP.EXAMPLE.COM")
+    return text
+
+
+def _spn(value: object) -> str | None:
+    if value is None:
+        return None
+    text = _str(value)
+    if not _SPN.match(text):
+        raise ValueError("expected SERVICE/host, e.g. HTTP/ls01.corp.example.com")
+    return text
+
+
+class KerberosConfig(_Model):
+    """``winrm.kerberos`` (auth kerberos): where the client's ticket comes from, and the SPN.
+
+    The source is the module's password (the exporter runs kinit into a private credential
+    cache), else ``keytab``, else an existing credential cache (``ccache``, or KRB5CCNAME).
+    """
+
+    #: The realm of ``username`` when it has no ``@REALM`` part.
+    realm: Annotated[str | None, PlainValidator(_realm)] = None
+    #: The service principal, ``SERVICE/host`` (default ``HTTP/<host of the WinRM URL>``).
+    spn: Annotated[str | None, PlainValidator(_spn)] = None
+    keytab: OptionalStr = None
+    ccache: OptionalStr = None
+
+    @field_validator("keytab")
+    @classmethod
+    def _keytab(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _resolve_file(value.removeprefix("FILE:") if value else value, info)
+
+
+def _cross_checks(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """The Kerberos credential rules, on the keys as written."""
+    if raw.get("auth") != "kerberos":
+        return []
+    found = raw.get("kerberos")
+    kerberos: Mapping[str, Any] = found if isinstance(found, dict) else {}
+    password = any(raw.get(k) is not None for k in ("password", "password_file", "password_env"))
+    keytab = kerberos.get("keytab") is not None
+    sources = [name for name, given in (
+        ("password_file/password_env", password), ("kerberos.keytab", keytab),
+        ("kerberos.ccache", kerberos.get("ccache") is not None)) if given]
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    if len(sources) > 1:
+        problems.append(((), "auth kerberos takes one credential source, got "
+                         + " and ".join(sources)))
+    if (password or keytab) and not raw.get("username"):
+        problems.append((("username",), "required for auth kerberos with a password or keytab "
+                         "(the client principal, user or user@REALM)"))
+    return problems
+
+
 class WinRMConfig(_Model):
     input_keys: ClassVar[frozenset[str]] = frozenset({"password_file", "password_env"})
 
@@ -388,10 +456,20 @@ class WinRMConfig(_Model):
     cache_interval: CacheInterval = 900.0
     log_tail_bytes: Annotated[int, _int_in(1, MAX_LOG_TAIL_BYTES)] = 256 * 1024
     max_response_bytes: Bytes = 8 * 1024 * 1024
+    #: WMI instances read per class at most (a License Server has a few dozen pools).
+    max_instances: Annotated[int, _int_in(1, MAX_INSTANCES_LIMIT)] = 10_000
+    kerberos: KerberosConfig | None = Field(default=None, validate_default=True)
+    #: Rules across keys, judged on what was written (so that a bad value of one key does not
+    #: hide them): see _cross_checks. Never set in a file.
+    checks: None = Field(default=None, alias="__checks__", validate_default=True, repr=False)
+
+    internal_keys: ClassVar[frozenset[str]] = frozenset({"__checks__"})
 
     @model_validator(mode="before")
     @classmethod
     def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict):
+            data = {**data, "__checks__": _cross_checks(data)}
         return _read_secrets(data, info, ("password",))
 
     @field_validator("username", mode="plain")
@@ -417,6 +495,26 @@ class WinRMConfig(_Model):
                 "use scheme https, auth ntlm, or set allow_unencrypted: true", key="auth",
             )
         return value
+
+    @field_validator("kerberos")
+    @classmethod
+    def _kerberos(
+        cls, value: KerberosConfig | None, info: ValidationInfo
+    ) -> KerberosConfig | None:
+        auth = info.data.get("auth")
+        if auth is None:
+            return value
+        if auth != "kerberos":
+            if value is not None:
+                raise refusal("only for auth kerberos")
+            return None
+        return value or KerberosConfig()
+
+    @field_validator("checks", mode="plain")
+    @classmethod
+    def _raw_checks(cls, value: object) -> None:
+        if value:
+            raise Several(value)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _tail_fits(self, info: ValidationInfo) -> WinRMConfig:

@@ -4,12 +4,15 @@ A :class:`Secret` is only ever read from a file or an environment variable (sett
 secret value read in this process is remembered, and :func:`redact` removes from a text:
 
 - the whole value, and its common escaped forms (URL, JSON, XML/HTML);
-- any fragment of it of :data:`MIN_FRAGMENT` characters or more (a peer or a length limit may
-  have cut it), and a prefix of it at the very end of the text or a suffix at its very start,
-  of :data:`MIN_REDACTED_LENGTH` characters or more (where a cut leaves one);
+- what a cut leaves of it (a peer or a length limit may have cut it): any prefix or suffix of
+  :data:`MIN_FRAGMENT` characters or more, anywhere, and down to :data:`MIN_REDACTED_LENGTH`
+  characters at the very end (a prefix) or start (a suffix) of the text;
 - a Base64 run that decodes, at any alignment, as UTF-8 or as Latin-1 (HTTP Basic credentials
-  are Latin-1), to bytes holding such a fragment: an echoed ``Authorization`` header, whole or
-  cut.
+  are Latin-1), to bytes holding any :data:`MIN_FRAGMENT`-character piece of it, or a prefix
+  at its end: an echoed ``Authorization`` header, whole or cut anywhere.
+
+Inner pieces of a secret in plain text are not hunted: a password made of words ("Kerberos",
+"password") would otherwise blank those words in every message.
 
 Texts are cut only after scrubbing (:func:`shorten`): cutting first can split a secret into
 pieces that no longer match it.
@@ -64,13 +67,12 @@ class Secret:
 class _One:
     """What is searched for one secret."""
 
-    #: Whole value and its escaped forms, each searched with ``in`` first (C speed).
+    #: Whole value and its escaped forms, searched with ``in`` first (C speed).
     forms: tuple[str, ...]
-    #: Every fragment of MIN_FRAGMENT characters (the value itself when shorter).
-    fragments: frozenset[str]
-    #: Disjoint 3-character tiles: every fragment contains one, so a text holding none of them
-    #: holds no fragment, and the slower fragment search is skipped.
-    tiles: tuple[str, ...]
+    #: The first and last MIN_FRAGMENT characters: a text holding neither (nor a form) holds
+    #: no prefix or suffix to hide, and the regular expression is skipped.
+    ends: tuple[str, ...]
+    #: Forms, then prefixes and suffixes of MIN_FRAGMENT characters or more, longest first.
     pattern: re.Pattern[str]
 
 
@@ -124,17 +126,14 @@ def _alternation_bytes(items: set[bytes]) -> bytes:
 
 
 def _one(value: str) -> _One:
-    fragments = _fragments(value)
     forms = _escaped(value)
-    if len(value) <= MIN_FRAGMENT:
-        tiles: tuple[str, ...] = (value,)
-    else:
-        tiles = tuple(value[i : i + 3] for i in range(0, len(value) - 2, 3))
+    cuts = {value[:n] for n in range(MIN_FRAGMENT, len(value))} | {
+        value[-n:] for n in range(MIN_FRAGMENT, len(value))
+    }
     return _One(
         forms=tuple(sorted(forms, key=len, reverse=True)),
-        fragments=frozenset(fragments),
-        tiles=tiles,
-        pattern=re.compile(_alternation(forms | fragments)),
+        ends=(value[:MIN_FRAGMENT], value[-MIN_FRAGMENT:]),
+        pattern=re.compile(_alternation(forms | cuts)),
     )
 
 
@@ -217,15 +216,10 @@ def redact(text: str) -> str:
         return text
     spans: list[tuple[int, int]] = []
     for one in known.secrets:
-        if not any(tile in text for tile in one.tiles) \
+        if not any(end in text for end in one.ends) \
                 and not any(form in text for form in one.forms):
             continue
-        for match in one.pattern.finditer(text):
-            start, end = match.span()
-            # Fragments overlap: extend over every further one that continues this run.
-            while end < len(text) and text[end - MIN_FRAGMENT + 1 : end + 1] in one.fragments:
-                end += 1
-            spans.append((start, end))
+        spans += [match.span() for match in one.pattern.finditer(text)]
     for prefix in known.prefixes:
         if text.endswith(prefix):
             spans.append((len(text) - len(prefix), len(text)))

@@ -54,9 +54,11 @@ def refusal(
 
 
 class Several(ValueError):
-    """More than one problem from one validator: (key below the field or "", reason)."""
+    """More than one problem from one validator: (where, reason), ``where`` being a key path
+    relative to the mapping that holds the field (``("username",)`` a sibling, ``()`` that
+    mapping itself, ``("kerberos", "keytab")`` a key below the field)."""
 
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
         super().__init__("; ".join(reason for _, reason in problems))
         self.problems = problems
 
@@ -145,8 +147,8 @@ def from_validation_error(
         elif kind_ == "refused":
             reason = str(ctx["reason"])
         elif kind_ == "value_error" and isinstance(ctx.get("error"), Several):
-            for key, reason in ctx["error"].problems:
-                full = (*prefix, *loc, key) if key else (*prefix, *loc)
+            for where, reason in ctx["error"].problems:
+                full = (*prefix, *loc[:-1], *where)
                 problems.append(Problem(join(full), reason, doc.line(full) if doc else None))
             continue
         elif kind_ == "value_error":

@@ -323,14 +323,15 @@ class WebFile(_Model):
         if value is None:
             return None
         users: dict[str, bytes] = {}
-        problems = []
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         for user, hashed in value.items():
             if not isinstance(user, str) or not user or ":" in user:
-                problems.append(("", "user names must be non-empty strings without ':'"))
+                problems.append((("basic_auth_users",),
+                                 "user names must be non-empty strings without ':'"))
                 continue
             if not isinstance(hashed, str) or not is_bcrypt_hash(hashed):
                 # Never quote the value: it may be a plaintext password.
-                problems.append((user, _HASH_HINT))
+                problems.append((("basic_auth_users", user), _HASH_HINT))
                 continue
             users[user] = hashed.encode("ascii")
         if problems:
