@@ -520,10 +520,12 @@ def build(t: Thresholds) -> dict[str, Any]:
     lay.row("Ports, services and certificate")
     lay.add(state_timeline(
         "Licensing ports",
-        "TCP connect to each licensing port (27000 license manager, 7279 CITRIX vendor "
-        "daemon, 8083 Web Services for Licensing) at every scrape. Alert: CitrixLicensePortDown.",
-        f"max by (instance, port) (citrix_license_port_up{{{SEL}}})",
-        "{{instance}} :{{port}}", UP_DOWN), 8, 8)
+        "TCP connect to each licensing port by role (license_manager: lmadmin, default 27000; "
+        "vendor_daemon: the CITRIX vendor daemon, default 7279; web_services: Web Services for "
+        "Licensing, default 8083) at every scrape, with the port number probed. "
+        "Alert: CitrixLicensePortDown.",
+        f"max by (instance, role, port) (citrix_license_port_up{{{SEL}}})",
+        "{{instance}} {{role}} :{{port}}", UP_DOWN), 8, 8)
     lay.add(state_timeline(
         "Windows services",
         "The licensing Windows services as WMI reports them (over WinRM, cached). "

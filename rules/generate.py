@@ -420,7 +420,7 @@ class Generator:
 
     def availability(self) -> dict[str, Any]:
         job = self.t.text("jobs.probe")
-        ports = regex_alt(self.t.names("availability.critical_ports"))
+        roles = regex_alt(self.t.names("availability.critical_port_roles"))
         services = regex_alt(self.t.names("availability.critical_services"))
         rules: list[dict[str, Any]] = []
 
@@ -481,16 +481,16 @@ class Generator:
         )
         summary = "A Citrix licensing port does not accept connections."
         description = fill(
-            "License Server {{ $labels.instance }} has not accepted TCP connections on port "
-            "{{ $labels.port }} for [[for]] (27000 license manager, 7279 CITRIX vendor daemon, "
-            "8083 Web Services for Licensing).",
+            "License Server {{ $labels.instance }} has not accepted TCP connections on its "
+            "{{ $labels.role }} port {{ $labels.port }} for [[for]] (license_manager: lmadmin, "
+            "vendor_daemon: the CITRIX vendor daemon, web_services: Web Services for Licensing).",
             **{"for": self.for_text("CitrixLicensePortDown")},
         )
         for severity, op in (("critical", "=~"), ("warning", "!~")):
             rules.append(
                 self.alert(
                     "CitrixLicensePortDown",
-                    f'citrix_license_port_up{{port{op}"{ports}"}} == 0',
+                    f'citrix_license_port_up{{role{op}"{roles}"}} == 0',
                     severity,
                     summary,
                     description,

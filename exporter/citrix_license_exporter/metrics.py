@@ -51,9 +51,15 @@ def ts(moment: datetime) -> float:
 
 
 def network_families(data: NetworkData, result: ProbeResult) -> Iterator[Metric]:
-    port_up = gauge("port_up", "1 if a TCP connection to the licensing port succeeded.", ["port"])
+    port_up = gauge(
+        "port_up",
+        "1 if a TCP connection to the licensing port succeeded. role: license_manager (lmadmin, "
+        "default 27000), vendor_daemon (CITRIX, default 7279) or web_services (Web Services for "
+        "Licensing, default 8083); port: the number probed for that role.",
+        ["role", "port"],
+    )
     for check in data.ports:
-        port_up.add_metric([str(check.port)], 1.0 if check.up else 0.0)
+        port_up.add_metric([check.name, str(check.port)], 1.0 if check.up else 0.0)
     yield port_up
     if data.certificate is not None:
         yield single(
