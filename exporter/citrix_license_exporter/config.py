@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from .citrix.catalog import MAX_DATE, MAX_DOCUMENT_BYTES, MIN_DATE, Release, parse_releases
+from .citrix.licensing import DEFAULT_SERVICES, ServiceSpec, parse_service_specs
 from .citrix.policy import DEFAULT_MINIMUM_BUILDS, MinimumBuild, PolicyConfig
 from .redaction import MIN_REDACTED_LENGTH, REDACTED, Secret, redact, shorten
 from .settings import yamlsource
@@ -459,6 +460,12 @@ class WinRMConfig(_Model):
     #: WMI instances read per class at most (a License Server has a few dozen pools).
     max_instances: Annotated[int, _int_in(1, MAX_INSTANCES_LIMIT)] = 10_000
     kerberos: KerberosConfig | None = Field(default=None, validate_default=True)
+    #: The Windows services watched (citrix/licensing.py DEFAULT_SERVICES: the four of 11.17.2).
+    services: Annotated[tuple[ServiceSpec, ...], PlainValidator(parse_service_specs)] = (
+        DEFAULT_SERVICES
+    )
+    #: Whether WMI Count includes the overdraft allowance (docs/assumptions.md, Overdraft).
+    count_includes_overdraft: Bool = True
     #: Rules across keys, judged on what was written (so that a bad value of one key does not
     #: hide them): see _cross_checks. Never set in a file.
     checks: None = Field(default=None, alias="__checks__", validate_default=True, repr=False)
