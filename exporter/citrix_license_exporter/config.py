@@ -763,12 +763,16 @@ def _policy(r: Reader, raw: object, path: str) -> PolicyConfig:
             built = []
             for i, item in enumerate(items):
                 ipath = _join(_join(path, "minimum_builds"), i)
-                im = r.mapping(item, ipath, {"name", "build", "deadline"})
+                im = r.mapping(item, ipath, {"name", "build", "deadline", "telemetry"})
                 build = r.value(im, ipath, "build", _positive_int)
                 deadline = r.value(im, ipath, "deadline", _date)
                 rule = r.value(im, ipath, "name", _str, f"minimum_build_{build}")
+                # telemetry: manual limits the rule to targets that report by hand.
+                only = r.value(im, ipath, "telemetry", _choice("manual"), None)
                 if build is not None and deadline is not None:
-                    built.append(MinimumBuild(name=rule, build=build, deadline=deadline))
+                    built.append(
+                        MinimumBuild(name=rule, build=build, deadline=deadline, telemetry=only)
+                    )
             minimum = tuple(built)
     return PolicyConfig(
         six_month_rule=r.value(m, path, "six_month_rule", _bool, True),
