@@ -20,7 +20,7 @@ from typing import TextIO
 
 import yaml
 
-from .catalog_sources import SourceError, bundled_floor, load_source
+from .catalog_sources import SourceError, bundled_floor, load_source, source_floor
 from .citrix.catalog import (
     MAX_DOCUMENT_BYTES,
     Catalog,
@@ -148,9 +148,9 @@ def _read_sources(config: Config, err: TextIO) -> tuple[list[Catalog], dict[str,
     """Each configured source read once, as the exporter reads it at start."""
     catalogs: list[Catalog] = []
     failed: dict[str, str] = {}
-    floor, floor_from = bundled_floor()
     settings = config.catalog
     for source in settings.sources:
+        floor, floor_from = source_floor(source, None)
         try:
             catalogs.append(
                 load_source(

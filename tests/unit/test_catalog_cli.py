@@ -132,9 +132,10 @@ def test_catalog_section_problems_have_key_paths(tmp_path: Path) -> None:
     )
     expected = [
         "catalog.sources[0].url: expected an https:// URL",
-        "catalog.sources[1]: give exactly one of url or file",
-        "catalog.sources[2]: expected a mapping with url (and optional ca_file) or file",
-        "catalog.sources[3].ca_file: only a url source takes a ca_file",
+        "catalog.sources[1]: give exactly one of url, citrix_feed or file",
+        "catalog.sources[2]: expected a mapping with url or citrix_feed (and optional ca_file) "
+        "or file",
+        "catalog.sources[3].ca_file: only a url or citrix_feed source takes a ca_file",
         "catalog.sources[4].ca_file: ",
         "catalog.sources[6]: source 'https://b.example/r.yaml' is listed twice "
         "(also catalog.sources[5])",
