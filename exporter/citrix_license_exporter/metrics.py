@@ -369,6 +369,16 @@ def server_families(result: ProbeResult) -> Iterator[Metric]:
         )
         latest.add_metric([assessment.deadline.rule], ts(assessment.deadline.latest_at))
         yield latest
+        words = gauge(
+            "server_update_deadline_info",
+            "The update deadline in words (value 1), e.g. update=\"update between 2024-09-06 "
+            "and 2024-10-15\": the last day (UTC) an update is on time if the release that "
+            "starts the clock came out on its earliest, and on its latest, possible day; "
+            "\"update by D\" when the dates are exact.",
+            ["rule", "update"],
+        )
+        words.add_metric([assessment.deadline.rule, assessment.deadline.in_words()], 1.0)
+        yield words
     yield single(
         "server_las_supported",
         "1 if the running build can use the License Activation Service (build 51000 or later; "
