@@ -41,3 +41,23 @@ def test_example_catalog_and_policy_sections(tmp_path: Path) -> None:
     assert (source.format, source.url) == ("citrix_feed", FEED_URL)
     assert config.catalog.refresh_interval == 24 * 3600
     assert config.policy.minimum_builds == DEFAULT_MINIMUM_BUILDS
+
+
+def test_minimum_build_telemetry_key_is_checked(tmp_path: Path) -> None:
+    from citrix_license_exporter.config import ConfigError
+
+    path = tmp_path / "cfg.yml"
+    path.write_text(
+        "modules: {d: {}}\npolicy:\n  minimum_builds:\n"
+        "    - {build: 53100, deadline: 2026-04-14, telemetry: offline}\n"
+    )
+    try:
+        load_config(str(path))
+    except ConfigError as exc:
+        lines = exc.lines()
+    else:  # pragma: no cover - the assertion below reports it
+        lines = []
+    assert any(
+        "policy.minimum_builds[0].telemetry" in line and "must be one of manual" in line
+        for line in lines
+    ), lines
