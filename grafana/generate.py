@@ -372,6 +372,9 @@ def build(t: Thresholds) -> dict[str, Any]:
         target(f"min by (job, instance) ({days_remaining})", "D", table=True),
         target(f"max by (job, instance, update) ({deadline_words})", "I", table=True),
         target(f"min by (job, instance) ({days_remaining_latest})", "J", table=True),
+        # Onboarding to LAS is what the Delivery Controller's site reports, not the build.
+        target(f"max by (job, instance, status) "
+               f"(citrix_license_site_license_server_status{{{SEL}}} == 1)", "K", table=True),
         target(f"max by (job, instance) (instance:citrix_license_version_age:days{{{SEL}}})",
                "E", table=True),
         target(f"min by (job, instance) ({telemetry_days})", "F", table=True),
@@ -396,8 +399,9 @@ def build(t: Thresholds) -> dict[str, Any]:
         "when telemetry last uploaded successfully and how the last attempt ended, whether the "
         "exporter reaches it, and whether its build can use the License Activation Service "
         "(build 51000 or later; 53100 for offline activation). A capable build does not prove "
-        "the server was onboarded to LAS: the Delivery Controller's site status (panel "
-        "'License Server status and caching mode') does, where a controller is configured. "
+        "the server was onboarded to LAS: the LAS state the Delivery Controller's site reports "
+        "(column LAS state, panel 'License Server status and caching mode') does, where a "
+        "controller is configured. "
         "Click a name to "
         "show only that server.",
         fleet_targets, "none",
@@ -426,10 +430,11 @@ def build(t: Thresholds) -> dict[str, Any]:
                     "Value #D": "Update deadline in", "Value #E": "Version age",
                     "Value #F": "Last upload OK", "Value #G": "Last upload attempt",
                     "Value #H": "LAS-capable build", "update": "Update",
-                    "Value #J": "Latest deadline in"},
-            hide=["Time", "job", "Value #B", "Value #I"],
+                    "Value #J": "Latest deadline in", "status": "LAS state (site)"},
+            hide=["Time", "job", "Value #B", "Value #I", "Value #K"],
             order=["instance", "Value #A", "version", "build", "Value #C", "update",
-                   "Value #D", "Value #J", "Value #E", "Value #F", "Value #G", "Value #H"],
+                   "Value #D", "Value #J", "Value #E", "Value #F", "Value #G", "Value #H",
+                   "status"],
         ),
         sort_by="Update deadline in",
     ), 24, 9)
