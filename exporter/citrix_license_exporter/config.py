@@ -820,6 +820,8 @@ class MinimumBuildSection(_Model):
     build: Annotated[int, _int_in(1, MAX_BUILD)]
     deadline: Annotated[date, PlainValidator(_date)]
     name: OptionalStr = None
+    #: telemetry: manual limits the rule to targets that report by hand.
+    telemetry: Annotated[Literal["manual"] | None, _choice("manual")] = None
 
 
 class PolicySection(_Model):
@@ -835,7 +837,7 @@ class PolicySection(_Model):
         if self.minimum_builds is not None:
             minimum = tuple(
                 MinimumBuild(name=m.name or f"minimum_build_{m.build}", build=m.build,
-                             deadline=m.deadline)
+                             deadline=m.deadline, telemetry=m.telemetry)
                 for m in self.minimum_builds
             )
         return PolicyConfig(
@@ -871,40 +873,59 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+def _https_source(url: str | None, info: ValidationInfo) -> str | None:
+    if url is None or info.context is None:  # built by code, not read from a file
+        return url
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme == "https" and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        valid = False
+    if not valid or len(url) > 2000 or any(c.isspace() for c in url):
+        raise refusal(f"expected an https:// URL, got {redact_url(url)!r}")
+    return url
+
+
 class CatalogSource(_Model):
-    """A release catalog the exporter follows: an HTTPS ``url`` or a local ``file``."""
+    """A release catalog the exporter follows: an HTTPS ``url`` or a local ``file`` (catalog
+    documents), or Citrix's RSS feed of licensing downloads (``citrix_feed``: ``url`` holds
+    its URL, fetched by the same rules)."""
+
+    internal_keys: ClassVar[frozenset[str]] = frozenset({"format"})
 
     url: OptionalStr = None
+    citrix_feed: OptionalStr = None
     file: OptionalStr = None  # resolved against the configuration file's folder
     ca_file: OptionalStr = None  # CA bundle for ``url`` (TLS verification stays on)
+    format: Literal["catalog", "citrix_feed"] = "catalog"
 
     @model_validator(mode="before")
     @classmethod
-    def _not_empty(cls, data: Any) -> Any:
+    def _not_empty(cls, data: Any, info: ValidationInfo) -> Any:
         if data is None or data == {}:
-            raise refusal("expected a mapping with url (and optional ca_file) or file")
+            raise refusal(
+                "expected a mapping with url or citrix_feed (and optional ca_file) or file"
+            )
+        if isinstance(data, dict) and "format" in data and info.context is not None:
+            allowed = ", ".join(cls.allowed_keys())
+            raise refusal(f"unknown key (allowed: {allowed})", child="format")
         return data
 
-    @field_validator("url")
+    @field_validator("url", "citrix_feed")
     @classmethod
     def _https(cls, url: str | None, info: ValidationInfo) -> str | None:
-        if url is None or info.context is None:  # built by code, not read from a file
-            return url
-        try:
-            parts = urlsplit(url)
-            valid = parts.scheme == "https" and bool(parts.hostname) and parts.port != 0
-        except ValueError:
-            valid = False
-        if not valid or len(url) > 2000 or any(c.isspace() for c in url):
-            raise refusal(f"expected an https:// URL, got {redact_url(url)!r}")
-        return url
+        return _https_source(url, info)
 
     @model_validator(mode="after")
     def _one(self, info: ValidationInfo) -> CatalogSource:
-        if (self.url is None) == (self.file is None):
-            raise refusal("give exactly one of url or file")
+        if sum(v is not None for v in (self.url, self.citrix_feed, self.file)) != 1:
+            raise refusal("give exactly one of url, citrix_feed or file")
+        if self.citrix_feed is not None:  # as code builds it: the feed's URL in url
+            object.__setattr__(self, "url", self.citrix_feed)
+            object.__setattr__(self, "format", "citrix_feed")
+            object.__setattr__(self, "citrix_feed", None)
         if self.url is None and self.ca_file is not None:
-            raise refusal("only a url source takes a ca_file", child="ca_file")
+            raise refusal("only a url or citrix_feed source takes a ca_file", child="ca_file")
         base_dir = (info.context or {}).get("base_dir")
         if base_dir is not None:
             if self.ca_file is not None:
@@ -1077,7 +1098,7 @@ def _prepass(
         for i, item in enumerate(catalog["sources"]):
             if not isinstance(item, dict):
                 continue
-            url, file = item.get("url"), item.get("file")
+            url, file = item.get("url") or item.get("citrix_feed"), item.get("file")
             label = redact_url(url) if isinstance(url, str) else \
                 str(Path(base_dir, file).resolve()) if isinstance(file, str) else None
             if label is None:
