@@ -128,7 +128,7 @@ def _model_at(root: type[BaseModel], loc: tuple[str | int, ...]) -> type[Section
 
 def from_validation_error(
     exc: ValidationError, root: type[BaseModel], doc: Document | None = None,
-    prefix: tuple[str | int, ...] = (),
+    prefix: tuple[str | int, ...] = (), *, list_allowed: bool = True,
 ) -> list[Problem]:
     problems: list[Problem] = []
     for error in exc.errors(include_url=False):
@@ -156,7 +156,7 @@ def from_validation_error(
         elif kind_ == "missing":
             reason = "required"
         elif kind_ == "extra_forbidden":
-            model = _model_at(root, loc[:-1])
+            model = _model_at(root, loc[:-1]) if list_allowed else None
             allowed = f" (allowed: {', '.join(model.allowed_keys())})" if model else ""
             reason = f"unknown key{allowed}"
         elif kind_ in ("model_type", "model_attributes_type", "dict_type", "mapping_type"):
