@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
+from citrix_license_exporter import redaction
 from citrix_license_exporter.citrix.wmi import WSManFault
 from citrix_license_exporter.collectors.winrm import describe_fault
 from citrix_license_exporter.log import JSONFormatter, LogfmtFormatter
@@ -18,7 +19,9 @@ PASSWORD = "Gr\u00fcn-\u00e4pfel-Ka7ze!"  # Latin-1 letters, as HTTP Basic encod
 
 
 @pytest.fixture(autouse=True)
-def remembered() -> None:
+def remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only this module's secrets: other tests' remembered passwords must not decide these.
+    monkeypatch.setattr(redaction, "_KNOWN", redaction._Known())
     Secret(PASSWORD)
 
 
