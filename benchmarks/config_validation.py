@@ -4,7 +4,7 @@ choose"). Run: ``make bench-config`` (needs ``pip install msgspec``; it is not a
 Measures, on the same YAML documents:
 - the time to validate the example configuration and a generated 500-target fleet config
   (YAML parsing excluded: both libraries get the same already-loaded data);
-- what each reports for a file with four mistakes: how many problems, with key paths or not.
+- what each reports for a file with five mistakes: how many problems, with key paths or not.
 
 The msgspec side models the same keys (modules, targets, winrm, probe) with
 ``forbid_unknown_fields``; it has no way to collect more than one error per document.
@@ -124,7 +124,7 @@ def main() -> int:
     finally:
         (secrets / "winrm-password").unlink()
         secrets.rmdir()
-    print("\nA file with four mistakes:\n")
+    print("\nA file with five mistakes:\n")
     try:
         parse_config(BROKEN, "c.yml", base_dir=base, environ=env)
     except ConfigError as exc:
