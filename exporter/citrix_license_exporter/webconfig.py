@@ -266,6 +266,11 @@ class WebConfigGuard:
         """
         return self.current().auth.check(user, password)
 
+    def lookup(self, user: str, password: bytes) -> bool | None:
+        """The answer when it is known without bcrypt (cached), else None: cheap enough for an
+        event loop; run ``check`` in a worker pool for the rest."""
+        return self.current().auth.lookup(user, password)
+
     def check_password(self, users: Mapping[str, bytes], user: str, password: bytes) -> bool:
         """``check`` against ``users`` (those of the configuration in force)."""
         auth = self._loaded.auth
