@@ -178,6 +178,14 @@ def test_config_check_and_the_reload_answer_do_not_echo_it(tmp_path: Path) -> No
     assert "password_env" in check.stderr
     assert SECRET_LOOKING not in check.stdout + check.stderr
 
+    start = subprocess.run(
+        [sys.executable, "-m", "citrix_license_exporter.cli", f"--config.file={path}",
+         "--web.listen-address=127.0.0.1:0"], capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    assert start.returncode == 1 and "password_env" in start.stderr  # the start-up log
+    assert SECRET_LOOKING not in start.stdout + start.stderr
+
     path.write_text("modules: {d: {}}\n")
     state = ExporterState.load(str(path))
     path.write_text(SECRET_CONFIG)
