@@ -327,7 +327,7 @@ class _Model(Section):
         return data
 
 
-def _resolve_file(value: str | None, info: ValidationInfo, key: str = "ca_file") -> str | None:
+def _resolve_file(value: str | None, info: ValidationInfo) -> str | None:
     """A file name relative to the configuration file's folder, which must exist."""
     base_dir = (info.context or {}).get("base_dir")
     if value is None or base_dir is None:
