@@ -163,3 +163,43 @@ def test_config_citrix_feed_source(tmp_path: Path) -> None:
     assert source.url == "https://www.citrix.com/content/citrix/en_us/downloads/licensing.rss"
     assert source.ca_file == str(tmp_path / ca.name)
     assert source.label == source.url
+
+
+def test_catalog_show_reads_the_feed_once(feed: SimulatedFeed, tmp_path: Path) -> None:
+    """`catalog show` reads a citrix_feed source as the exporter does: its items come first,
+    with their title and pubDate as the source; a refused feed is reported and left out."""
+    import io
+    import json
+
+    from citrix_license_exporter.catalog_cli import run_catalog_command
+    from citrix_license_exporter.cli import build_parser
+
+    ca = write_ca(tmp_path)
+    path = tmp_path / "cfg.yml"
+    path.write_text(textwrap.dedent(f"""\
+        modules: {{d: {{}}}}
+        catalog:
+          sources:
+            - {{citrix_feed: "{feed.url}", ca_file: {ca.name}}}
+        """))
+
+    def show() -> tuple[int, dict[int, dict[str, object]], str]:
+        args = build_parser().parse_args(
+            ["catalog", "show", "--config.file", str(path), "--output", "json"]
+        )
+        out, err = io.StringIO(), io.StringIO()
+        code = run_catalog_command(args, out=out, err=err)
+        return code, {b["build"]: b for b in json.loads(out.getvalue())["builds"]}, err.getvalue()
+
+    code, builds, err = show()
+    assert (code, err) == (0, "")
+    assert builds[57000]["origin"] == feed.url
+    assert builds[57000]["released"] == "2026-11-30"
+    assert builds[56200]["origin"] == feed.url  # the feed comes before the bundled entry
+    assert builds[53100]["origin"] == "bundled"
+    assert builds[56200]["update_by_latest"] == "2027-05-30"  # 57000 + 6 months
+    feed.set("malformed")
+    code, builds, err = show()
+    assert code == 1
+    assert "refused: invalid Citrix feed" in err
+    assert 57000 not in builds and builds[56200]["origin"] == "bundled"

@@ -1,7 +1,7 @@
 """The release catalog: which License Server builds exist and when each was released.
 
-Citrix's RSS feed of licensing downloads lists current downloads only (``feed.py`` reads it as
-a catalog source), so the exporter carries ``releases.yaml`` (bundled, and published for others
+Citrix's RSS feed of licensing downloads is not known to list every build (``feed.py`` reads it
+as a catalog source), so the exporter carries ``releases.yaml`` (bundled, and published for others
 to fetch) with every build and a public source per date, and lets users add or override
 entries. The file format, where each date comes from and how bounds are read are described in
 docs/catalog.md.
