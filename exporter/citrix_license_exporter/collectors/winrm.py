@@ -219,8 +219,10 @@ class _BoundedAdapter(requests.adapters.HTTPAdapter):
             cert=cert,
             proxies=proxies,
         )
-        challenge = response.headers.get("WWW-Authenticate", "")
-        self.budget.reading_token = response.status_code == 401 and " " in challenge.strip()
+        challenge = response.headers.get("WWW-Authenticate", "").strip().encode("latin-1",
+                                                                             "replace")
+        self.budget.reading_token = (response.status_code == 401
+                                     and challenge.lower().startswith(_TOKEN_SCHEMES))
         cap = self.budget.max_bytes
         length = response.headers.get("Content-Length")
         declared = int(length) if length and re.fullmatch(r"[0-9]{1,18}", length) else None
