@@ -288,18 +288,25 @@ def test_a_silent_kdc_cannot_hold_the_probe(kdc: KDC, sim: Sim, monkeypatch: pyt
 
 
 def test_a_401_loop_is_capped(kdc: KDC, sim: Sim) -> None:
+    # The server answers every AP-REQ with 401 and a token. A Kerberos context is complete after
+    # its AP-REQ, so one token is all the server gets (MAX_AUTH_ROUNDS would stop a client
+    # library that tried again).
     simulator = sim(fault="auth_loop")
     error = failure(simulator, password=kdc.passwords["user"])
-    assert simulator.auth_tokens <= MAX_AUTH_ROUNDS
-    assert str(error).startswith("Kerberos authentication ")
+    assert simulator.auth_tokens == 1 <= MAX_AUTH_ROUNDS
+    assert str(error) == ("Kerberos authentication failed (HTTP 401) for user user at "
+                          f"http://localhost:{simulator.port}/wsman")
     assert error.kind == FailureKind.AUTH
+    assert simulator.requests == []  # no WS-Man operation ran unauthenticated
 
 
 def test_a_garbage_token_gets_a_clear_reason(kdc: KDC, sim: Sim) -> None:
     simulator = sim(fault="garbage_token")
     error = failure(simulator, password=kdc.passwords["user"])
-    assert str(error).startswith("the server's Kerberos answer could not be read"), str(error)
+    assert str(error) == ("the server's Kerberos answer could not be read (Kerberos "
+                          f"authentication at http://localhost:{simulator.port}/wsman)")
     assert error.kind == FailureKind.PROTOCOL
+    assert simulator.auth_tokens == 1
 
 
 # ---------------------------------------------------------------------------------------------
