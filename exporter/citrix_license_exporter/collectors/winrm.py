@@ -103,7 +103,7 @@ for _noisy in ("pypsrp", "spnego"):
 CONNECT_TIMEOUT = 10
 #: WS-Man OperationTimeout upper bound (the server answers or faults within it).
 MAX_OPERATION_TIMEOUT = 60
-#: Enumerations stop after this many Pull requests (a License Server has a few dozen pools).
+#: Pull requests allowed beyond max_instances (pages without instances, then the deadline).
 MAX_PULLS = 50
 #: Instances asked for per Enumerate/Pull answer.
 MAX_ELEMENTS = 100
@@ -506,9 +506,9 @@ class WinRMClient:
         page = enumeration_page(self.wsman.enumerate(resource_uri, body))
         yield page.instances
         pulls = 0
-        # Enough pulls for max_instances at the page size asked for; a server that sends
-        # empty pages without end stops here.
-        max_pulls = max(MAX_PULLS, self.cfg.max_instances // MAX_ELEMENTS + 1)
+        # A server may send smaller pages than asked for: max_instances bounds what a page
+        # with instances can bring; these are for pages that bring none and never end.
+        max_pulls = MAX_PULLS + self.cfg.max_instances
         while not page.end_of_sequence and page.context:
             pulls += 1
             if pulls > max_pulls:
