@@ -208,6 +208,22 @@ def test_ticket_renewed_across_an_expiry(kdc: KDC, sim: Sim,
     assert simulator.principals == [f"short@{REALM}"] * 3
 
 
+def test_refused_credentials_are_not_presented_again(kdc: KDC, sim: Sim,
+                                                     fresh_store: kerberos.CredentialStore) -> None:
+    # A wrong password is a failed logon in the domain at each try: the next collections get
+    # the same reason without asking the KDC, until the password changes.
+    simulator = sim()
+    first = failure(simulator, password=WRONG)
+    again = failure(simulator, password=WRONG)
+    assert str(again) == str(first)
+    assert str(first).startswith("Kerberos: wrong password or key for user@KRBTEST.COM")
+    assert str(first).endswith("(not asked again with these credentials for 900 s)")
+    assert fresh_store.kinits == 1
+    collect(simulator, password=kdc.passwords["user"])  # the corrected password, at once
+    assert fresh_store.kinits == 2
+    assert simulator.principals == [f"user@{REALM}"]
+
+
 def expired_cache(kdc: KDC, tmp_path: Path) -> str:
     path = str(tmp_path / "expired-ccache")
     kdc.realm.kinit(f"short@{REALM}", kdc.passwords["short"], flags=["-c", path])

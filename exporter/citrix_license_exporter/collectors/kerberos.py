@@ -63,6 +63,14 @@ KRB5_KT_END = _BASE + 182
 KRB5_PREAUTH_FAILED = _BASE + 210
 
 
+#: Answers that refuse the credentials themselves: each retry would be another failed logon.
+REFUSALS = frozenset({KDC_ERR_C_PRINCIPAL_UNKNOWN, KDC_ERR_PREAUTH_FAILED, KRB_AP_ERR_BAD_INTEGRITY,
+                      KRB5_PREAUTH_FAILED, KDC_ERR_CLIENT_REVOKED, KDC_ERR_KEY_EXP})
+#: How long refused credentials are not presented again (seconds); a changed password (a
+#: reload) is tried at once.
+RETRY_REFUSED = 900.0
+
+
 def _signed(code: int) -> int:
     """GSSAPI minor codes arrive as unsigned 32-bit numbers; krb5 error codes are signed."""
     code &= 0xFFFFFFFF
@@ -159,6 +167,9 @@ class _Slot:
         self.running: threading.Thread | None = None
         self.done = threading.Event()
         self.error: BaseException | None = None
+        #: The KDC refused these credentials (wrong password, unknown or locked principal):
+        #: not asked again with the same ones before this time (monotonic seconds).
+        self.refused_until = 0.0
 
 
 class CredentialStore:
@@ -195,6 +206,10 @@ class CredentialStore:
         with slot.lock:
             if slot.ticket is not None and slot.ticket.fresh(time.time()):
                 return slot.ticket
+            if slot.error is not None and time.monotonic() < slot.refused_until:
+                # Each try with a wrong password is a failed logon in the domain: asking every
+                # minute would lock the account out.
+                raise slot.error
             if slot.running is None:
                 slot.done.clear()
                 slot.error = None
@@ -252,6 +267,10 @@ class CredentialStore:
                              float(times.endtime))
         except krb5.Krb5Error as exc:
             reason, kind = describe(exc.err_code, principal=principal, spn=spn)
+            if _signed(exc.err_code) in REFUSALS:
+                reason += f" (not asked again with these credentials for {RETRY_REFUSED:.0f} s)"
+                with slot.lock:
+                    slot.refused_until = time.monotonic() + RETRY_REFUSED
             error = KerberosError(reason, kind=kind)
         except Exception as exc:  # a defect or an unusable keytab file: say which, no secret
             error = KerberosError(f"Kerberos: getting a ticket for {principal} failed "
