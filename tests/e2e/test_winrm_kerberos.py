@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -350,6 +352,13 @@ def test_the_password_never_leaves_the_exporter(kdc: KDC, sim: Sim, make_exporte
              "winrm_url": bad.url.replace("127.0.0.1", "localhost")},
         ],
     }
+    config_file = tmp_path / "kerberos.yml"
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    check = subprocess.run(
+        [sys.executable, "-m", "citrix_license_exporter.cli", "--config.check",
+         f"--config.file={config_file}"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **kdc.env}, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
     exporter = make_exporter(config, "--log.level=debug", env=kdc.env)
     bodies = []
     for name in ("good", "bad", "good", "bad"):
@@ -361,7 +370,9 @@ def test_the_password_never_leaves_the_exporter(kdc: KDC, sim: Sim, make_exporte
     assert good.principals == [f"user@{REALM}"]
     assert "citrix_license_up 0" in bodies[1]
     assert "wrong password or key for user@KRBTEST.COM" in exporter.log()
-    everything = "\n".join([*bodies, exporter.log()])
+    everything = "\n".join([*bodies, exporter.log(), check.stdout, check.stderr,
+                            httpx.get(f"{exporter.url}/metrics", timeout=10).text,
+                            httpx.get(f"{exporter.url}/", timeout=10).text])
     for secret in (password, WRONG):
         for form in (secret, secret[:8], secret[-8:], base64.b64encode(secret.encode()).decode()):
             assert form not in everything
