@@ -226,6 +226,30 @@ def test_refused_credentials_are_not_presented_again(kdc: KDC, sim: Sim,
     assert simulator.principals == [f"user@{REALM}"]
 
 
+def test_a_ticket_not_yet_expired_outlives_a_failed_renewal(
+        kdc: KDC, sim: Sim, monkeypatch: pytest.MonkeyPatch,
+        fresh_store: kerberos.CredentialStore) -> None:
+    # Renewal starts early (in the last quarter of the lifetime here); when the KDC cannot be
+    # reached then, the ticket in use serves until it is about to expire. The store's clock is
+    # moved (the KDC and the server keep the real one, where the ticket is valid).
+    simulator = sim()
+    password = kdc.passwords["short"]
+    collect(simulator, username="short", password=password)
+    (slot,) = fresh_store._slots.values()
+    ticket = slot.ticket
+    assert ticket is not None and fresh_store.kinits == 1
+    monkeypatch.setenv("KRB5_CONFIG", kdc.closed_port_config())
+    lifetime = ticket.end - ticket.start
+    fresh_store.clock = lambda: ticket.end - lifetime / 5  # due for renewal, not expired
+    collect(simulator, username="short", password=password)
+    assert fresh_store.kinits == 2  # renewal was tried, and failed
+    assert slot.ticket is ticket
+    fresh_store.clock = lambda: ticket.end + 1
+    error = failure(simulator, username="short", password=password)
+    assert str(error).startswith("Kerberos: cannot reach a KDC for the realm of short@KRBTEST.COM")
+    assert fresh_store.kinits == 3
+
+
 def expired_cache(kdc: KDC, tmp_path: Path) -> str:
     path = str(tmp_path / "expired-ccache")
     kdc.realm.kinit(f"short@{REALM}", kdc.passwords["short"], flags=["-c", path])

@@ -154,8 +154,13 @@ class _Ticket:
     end: float
 
     def fresh(self, now: float) -> bool:
+        """Not yet due for renewal."""
         margin = min(REFRESH_MARGIN, (self.end - self.start) / 4)
         return now < self.end - margin
+
+    def usable(self, now: float) -> bool:
+        """Due for renewal but still good for one more collection."""
+        return now < self.end - min(5.0, (self.end - self.start) / 8)
 
 
 class _Slot:
@@ -183,6 +188,8 @@ class CredentialStore:
         # so a changed password gets a new ticket and the key holds nothing that can be used.
         self._key = os.urandom(32)
         self.kinits = 0  # AS exchanges done, for tests
+        #: Wall-clock time, as ticket times are (a test may set a fake clock).
+        self.clock: Callable[[], float] = time.time
 
     def _directory(self) -> str:
         with self._lock:
@@ -204,7 +211,7 @@ class CredentialStore:
                           hashlib.sha256).hexdigest()[:32]
         slot = self._slot(digest)
         with slot.lock:
-            if slot.ticket is not None and slot.ticket.fresh(time.time()):
+            if slot.ticket is not None and slot.ticket.fresh(self.clock()):
                 return slot.ticket
             if slot.error is not None and time.monotonic() < slot.refused_until:
                 # Each try with a wrong password is a failed logon in the domain: asking every
@@ -219,15 +226,22 @@ class CredentialStore:
                     name="kerberos-kinit", daemon=True,
                 )
                 slot.running.start()
-        if not slot.done.wait(deadline.remaining()):
-            raise KerberosError(
-                f"Kerberos: the KDC did not answer within the probe deadline (getting a ticket "
-                f"for {principal})", kind=FailureKind.KDC_UNREACHABLE)
+        answered = slot.done.wait(deadline.remaining())
         with slot.lock:
+            current = slot.ticket
+            if (not answered or slot.error is not None) and current is not None \
+                    and current.usable(self.clock()):
+                # Renewing early failed (or is still waiting on the KDC): the ticket in use
+                # has not expired yet, so the collection goes on with it.
+                return current
+            if not answered:
+                raise KerberosError(
+                    f"Kerberos: the KDC did not answer within the probe deadline (getting a "
+                    f"ticket for {principal})", kind=FailureKind.KDC_UNREACHABLE)
             if slot.error is not None:
                 raise slot.error
-            assert slot.ticket is not None
-            return slot.ticket
+            assert current is not None
+            return current
 
     def _kinit(self, slot: _Slot, principal: str, password: str | None, keytab: str | None,
                path: str, spn: str) -> None:
