@@ -292,3 +292,16 @@ def test_wmi_instances_are_capped_per_class(sim: Sim) -> None:
     assert info.value.kind == FailureKind.LIMIT
     assert simulator.requests == ["Enumerate", "Pull", "Pull"]
     assert len(collect(simulator, max_instances=6).pools) == 3  # six services
+
+
+def test_many_small_pages_stop_at_the_instance_cap(sim: Sim) -> None:
+    # 3000 pools in pages of 20 (smaller than the 100 asked for): read page by page and stopped
+    # at the cap, whatever the page size; under the cap every page is read.
+    pools = [{"pld": f"XDT_PLT_UD{i}", "count": 1, "in_use": 0} for i in range(3000)]
+    simulator = sim(auth="basic", pools=pools, page_size=20)
+    with pytest.raises(CollectorError) as info:
+        collect(simulator, max_instances=1000)
+    assert str(info.value) == ("WMI Citrix_GT_License_Pool has more than 1000 instances "
+                               "(winrm.max_instances); stopped reading")
+    assert simulator.requests == ["Enumerate"] + ["Pull"] * 50  # 51 pages of 20 = 1020
+    assert len(collect(simulator, max_instances=3000).pools) == 3000

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -208,6 +210,46 @@ def test_ticket_renewed_across_an_expiry(kdc: KDC, sim: Sim,
     assert simulator.principals == [f"short@{REALM}"] * 3
 
 
+def test_refused_credentials_are_not_presented_again(kdc: KDC, sim: Sim,
+                                                     fresh_store: kerberos.CredentialStore) -> None:
+    # A wrong password is a failed logon in the domain at each try: the next collections get
+    # the same reason without asking the KDC, until the password changes.
+    simulator = sim()
+    first = failure(simulator, password=WRONG)
+    again = failure(simulator, password=WRONG)
+    assert str(again) == str(first)
+    assert str(first).startswith("Kerberos: wrong password or key for user@KRBTEST.COM")
+    assert str(first).endswith("(not asked again with these credentials for 900 s)")
+    assert fresh_store.kinits == 1
+    collect(simulator, password=kdc.passwords["user"])  # the corrected password, at once
+    assert fresh_store.kinits == 2
+    assert simulator.principals == [f"user@{REALM}"]
+
+
+def test_a_ticket_not_yet_expired_outlives_a_failed_renewal(
+        kdc: KDC, sim: Sim, monkeypatch: pytest.MonkeyPatch,
+        fresh_store: kerberos.CredentialStore) -> None:
+    # Renewal starts early (in the last quarter of the lifetime here); when the KDC cannot be
+    # reached then, the ticket in use serves until it is about to expire. The store's clock is
+    # moved (the KDC and the server keep the real one, where the ticket is valid).
+    simulator = sim()
+    password = kdc.passwords["short"]
+    collect(simulator, username="short", password=password)
+    (slot,) = fresh_store._slots.values()
+    ticket = slot.ticket
+    assert ticket is not None and fresh_store.kinits == 1
+    monkeypatch.setenv("KRB5_CONFIG", kdc.closed_port_config())
+    lifetime = ticket.end - ticket.start
+    fresh_store.clock = lambda: ticket.end - lifetime / 5  # due for renewal, not expired
+    collect(simulator, username="short", password=password)
+    assert fresh_store.kinits == 2  # renewal was tried, and failed
+    assert slot.ticket is ticket
+    fresh_store.clock = lambda: ticket.end + 1
+    error = failure(simulator, username="short", password=password)
+    assert str(error).startswith("Kerberos: cannot reach a KDC for the realm of short@KRBTEST.COM")
+    assert fresh_store.kinits == 3
+
+
 def expired_cache(kdc: KDC, tmp_path: Path) -> str:
     path = str(tmp_path / "expired-ccache")
     kdc.realm.kinit(f"short@{REALM}", kdc.passwords["short"], flags=["-c", path])
@@ -288,18 +330,25 @@ def test_a_silent_kdc_cannot_hold_the_probe(kdc: KDC, sim: Sim, monkeypatch: pyt
 
 
 def test_a_401_loop_is_capped(kdc: KDC, sim: Sim) -> None:
+    # The server answers every AP-REQ with 401 and a token. A Kerberos context is complete after
+    # its AP-REQ, so one token is all the server gets (MAX_AUTH_ROUNDS would stop a client
+    # library that tried again).
     simulator = sim(fault="auth_loop")
     error = failure(simulator, password=kdc.passwords["user"])
-    assert simulator.auth_tokens <= MAX_AUTH_ROUNDS
-    assert str(error).startswith("Kerberos authentication ")
+    assert simulator.auth_tokens == 1 <= MAX_AUTH_ROUNDS
+    assert str(error) == ("Kerberos authentication failed (HTTP 401) for user user at "
+                          f"http://localhost:{simulator.port}/wsman")
     assert error.kind == FailureKind.AUTH
+    assert simulator.requests == []  # no WS-Man operation ran unauthenticated
 
 
 def test_a_garbage_token_gets_a_clear_reason(kdc: KDC, sim: Sim) -> None:
     simulator = sim(fault="garbage_token")
     error = failure(simulator, password=kdc.passwords["user"])
-    assert str(error).startswith("the server's Kerberos answer could not be read"), str(error)
+    assert str(error) == ("the server's Kerberos answer could not be read (Kerberos "
+                          f"authentication at http://localhost:{simulator.port}/wsman)")
     assert error.kind == FailureKind.PROTOCOL
+    assert simulator.auth_tokens == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,6 +376,13 @@ def test_the_password_never_leaves_the_exporter(kdc: KDC, sim: Sim, make_exporte
              "winrm_url": bad.url.replace("127.0.0.1", "localhost")},
         ],
     }
+    config_file = tmp_path / "kerberos.yml"
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    check = subprocess.run(
+        [sys.executable, "-m", "citrix_license_exporter.cli", "--config.check",
+         f"--config.file={config_file}"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **kdc.env}, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
     exporter = make_exporter(config, "--log.level=debug", env=kdc.env)
     bodies = []
     for name in ("good", "bad", "good", "bad"):
@@ -338,7 +394,9 @@ def test_the_password_never_leaves_the_exporter(kdc: KDC, sim: Sim, make_exporte
     assert good.principals == [f"user@{REALM}"]
     assert "citrix_license_up 0" in bodies[1]
     assert "wrong password or key for user@KRBTEST.COM" in exporter.log()
-    everything = "\n".join([*bodies, exporter.log()])
+    everything = "\n".join([*bodies, exporter.log(), check.stdout, check.stderr,
+                            httpx.get(f"{exporter.url}/metrics", timeout=10).text,
+                            httpx.get(f"{exporter.url}/", timeout=10).text])
     for secret in (password, WRONG):
         for form in (secret, secret[:8], secret[-8:], base64.b64encode(secret.encode()).decode()):
             assert form not in everything

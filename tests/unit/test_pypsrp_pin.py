@@ -1,5 +1,6 @@
-"""pypsrp is used through two hooks that are not its public API (collectors/winrm.py): the pin in
-pyproject.toml holds only while the installed version is inside it and the hooks are as used."""
+"""pypsrp is used through one hook that is not its public API (collectors/winrm.py:
+``WSMan._create_header``) and sets its transport's session: the pin in pyproject.toml holds only
+while the installed version is inside it and these are as used."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
-import requests
 from packaging.requirements import Requirement
+from pypsrp.negotiate import HTTPNegotiateAuth
 from pypsrp.wsman import WSMan, _TransportHTTP
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,11 +37,11 @@ def test_the_transport_hooks_are_as_used() -> None:
     parameters = list(inspect.signature(WSMan._create_header).parameters)
     assert parameters == ["self", "action", "resource_uri", "option_set", "selector_set",
                           "timeout"]
-    transport = _TransportHTTP("127.0.0.1", username="u", password="p", ssl=False, auth="ntlm")
-    session = transport._build_session()
-    assert isinstance(session, requests.Session)
-    assert transport.session is None  # built lazily: ours is put in its place
-    header = WSMan("127.0.0.1", username="u", password="p", ssl=False)._create_header(
+    message_id, element = WSMan("127.0.0.1", username="u", password="p", ssl=False)._create_header(
         "urn:action", "urn:resource", None, None, 20)
-    message_id, element = header
     assert isinstance(message_id, str) and element.tag.endswith("Header")
+    # The transport builds its session lazily, so the one set before the first send is used.
+    transport = _TransportHTTP("127.0.0.1", username="u", password="p", ssl=False, auth="ntlm")
+    assert transport.session is None
+    assert transport.wrap_required is True
+    assert "wrap_required" in inspect.signature(HTTPNegotiateAuth).parameters

@@ -63,6 +63,14 @@ KRB5_KT_END = _BASE + 182
 KRB5_PREAUTH_FAILED = _BASE + 210
 
 
+#: Answers that refuse the credentials themselves: each retry would be another failed logon.
+REFUSALS = frozenset({KDC_ERR_C_PRINCIPAL_UNKNOWN, KDC_ERR_PREAUTH_FAILED, KRB_AP_ERR_BAD_INTEGRITY,
+                      KRB5_PREAUTH_FAILED, KDC_ERR_CLIENT_REVOKED, KDC_ERR_KEY_EXP})
+#: How long refused credentials are not presented again (seconds); a changed password (a
+#: reload) is tried at once.
+RETRY_REFUSED = 900.0
+
+
 def _signed(code: int) -> int:
     """GSSAPI minor codes arrive as unsigned 32-bit numbers; krb5 error codes are signed."""
     code &= 0xFFFFFFFF
@@ -146,8 +154,13 @@ class _Ticket:
     end: float
 
     def fresh(self, now: float) -> bool:
+        """Not yet due for renewal."""
         margin = min(REFRESH_MARGIN, (self.end - self.start) / 4)
         return now < self.end - margin
+
+    def usable(self, now: float) -> bool:
+        """Due for renewal but still good for one more collection."""
+        return now < self.end - min(5.0, (self.end - self.start) / 8)
 
 
 class _Slot:
@@ -159,6 +172,9 @@ class _Slot:
         self.running: threading.Thread | None = None
         self.done = threading.Event()
         self.error: BaseException | None = None
+        #: The KDC refused these credentials (wrong password, unknown or locked principal):
+        #: not asked again with the same ones before this time (monotonic seconds).
+        self.refused_until = 0.0
 
 
 class CredentialStore:
@@ -172,6 +188,8 @@ class CredentialStore:
         # so a changed password gets a new ticket and the key holds nothing that can be used.
         self._key = os.urandom(32)
         self.kinits = 0  # AS exchanges done, for tests
+        #: Wall-clock time, as ticket times are (a test may set a fake clock).
+        self.clock: Callable[[], float] = time.time
 
     def _directory(self) -> str:
         with self._lock:
@@ -193,8 +211,12 @@ class CredentialStore:
                           hashlib.sha256).hexdigest()[:32]
         slot = self._slot(digest)
         with slot.lock:
-            if slot.ticket is not None and slot.ticket.fresh(time.time()):
+            if slot.ticket is not None and slot.ticket.fresh(self.clock()):
                 return slot.ticket
+            if slot.error is not None and time.monotonic() < slot.refused_until:
+                # Each try with a wrong password is a failed logon in the domain: asking every
+                # minute would lock the account out.
+                raise slot.error
             if slot.running is None:
                 slot.done.clear()
                 slot.error = None
@@ -204,15 +226,22 @@ class CredentialStore:
                     name="kerberos-kinit", daemon=True,
                 )
                 slot.running.start()
-        if not slot.done.wait(deadline.remaining()):
-            raise KerberosError(
-                f"Kerberos: the KDC did not answer within the probe deadline (getting a ticket "
-                f"for {principal})", kind=FailureKind.KDC_UNREACHABLE)
+        answered = slot.done.wait(deadline.remaining())
         with slot.lock:
+            current = slot.ticket
+            if (not answered or slot.error is not None) and current is not None \
+                    and current.usable(self.clock()):
+                # Renewing early failed (or is still waiting on the KDC): the ticket in use
+                # has not expired yet, so the collection goes on with it.
+                return current
+            if not answered:
+                raise KerberosError(
+                    f"Kerberos: the KDC did not answer within the probe deadline (getting a "
+                    f"ticket for {principal})", kind=FailureKind.KDC_UNREACHABLE)
             if slot.error is not None:
                 raise slot.error
-            assert slot.ticket is not None
-            return slot.ticket
+            assert current is not None
+            return current
 
     def _kinit(self, slot: _Slot, principal: str, password: str | None, keytab: str | None,
                path: str, spn: str) -> None:
@@ -252,6 +281,10 @@ class CredentialStore:
                              float(times.endtime))
         except krb5.Krb5Error as exc:
             reason, kind = describe(exc.err_code, principal=principal, spn=spn)
+            if _signed(exc.err_code) in REFUSALS:
+                reason += f" (not asked again with these credentials for {RETRY_REFUSED:.0f} s)"
+                with slot.lock:
+                    slot.refused_until = time.monotonic() + RETRY_REFUSED
             error = KerberosError(reason, kind=kind)
         except Exception as exc:  # a defect or an unusable keytab file: say which, no secret
             error = KerberosError(f"Kerberos: getting a ticket for {principal} failed "

@@ -29,14 +29,17 @@ server can make the exporter do (documented in docs/windows-setup.md):
 - enumerations are read page by page (``WinRMClient.enumerate`` is a generator the parsers
   consume) and stop past ``max_instances`` per class, so no answer is held whole.
 
-pypsrp is pinned to the minor versions tested (pyproject.toml): its transport is reached through
-``_build_session`` (to mount the bounded adapter) and ``_create_header`` (to check RelatesTo),
-which are not public API; tests/unit/test_pypsrp_pin.py checks that both still exist as used.
+The requests session under pypsrp's transport is built here (its public ``HTTPNegotiateAuth``
+for NTLM and Kerberos, requests' Basic auth) and set as the transport's ``session``. One hook is
+not pypsrp's public API: ``_create_header`` (the message id, to check RelatesTo). So pypsrp is
+pinned to the minor version tested (pyproject.toml), and tests/unit/test_pypsrp_pin.py checks
+that the hook still exists as used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
 import socket
@@ -52,7 +55,9 @@ import requests
 import requests.adapters
 import spnego
 import spnego.exceptions
+import urllib3
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
+from pypsrp.negotiate import HTTPNegotiateAuth
 from pypsrp.shell import CommandState, Process, SignalCode, WinRS
 from pypsrp.wsman import NAMESPACES, WSMan
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -100,7 +105,7 @@ for _noisy in ("pypsrp", "spnego"):
 CONNECT_TIMEOUT = 10
 #: WS-Man OperationTimeout upper bound (the server answers or faults within it).
 MAX_OPERATION_TIMEOUT = 60
-#: Enumerations stop after this many Pull requests (a License Server has a few dozen pools).
+#: Pull requests allowed beyond max_instances (pages without instances, then the deadline).
 MAX_PULLS = 50
 #: Instances asked for per Enumerate/Pull answer.
 MAX_ELEMENTS = 100
@@ -216,8 +221,10 @@ class _BoundedAdapter(requests.adapters.HTTPAdapter):
             cert=cert,
             proxies=proxies,
         )
-        challenge = response.headers.get("WWW-Authenticate", "")
-        self.budget.reading_token = response.status_code == 401 and " " in challenge.strip()
+        challenge = response.headers.get("WWW-Authenticate", "").strip().encode("latin-1",
+                                                                             "replace")
+        self.budget.reading_token = (response.status_code == 401
+                                     and challenge.lower().startswith(_TOKEN_SCHEMES))
         cap = self.budget.max_bytes
         length = response.headers.get("Content-Length")
         declared = int(length) if length and re.fullmatch(r"[0-9]{1,18}", length) else None
@@ -251,8 +258,15 @@ class _BoundedAdapter(requests.adapters.HTTPAdapter):
                 f"connection lost while reading the answer ({type(exc).__name__}) while "
                 f"{self.budget.phase}"
             ) from None
-        response._content = b"".join(chunks)
-        response._content_consumed = True  # type: ignore[attr-defined]
+        # The body, read within the cap, becomes the answer's file object (``Response.raw``,
+        # requests' documented hook), and the connection goes back to the pool: NTLM and
+        # Kerberos authenticate the connection, not the request.
+        original = response.raw
+        original.release_conn()
+        response.raw = urllib3.HTTPResponse(
+            body=io.BytesIO(b"".join(chunks)), status=original.status, preload_content=False,
+            decode_content=False,
+        )
         return response
 
     def _count_auth_round(self, request: requests.PreparedRequest) -> None:
@@ -442,11 +456,23 @@ class WinRMClient:
         )
         self.wsman.budget = budget
         transport = self.wsman.transport
-        session = transport._build_session()
-        # Nothing from the environment (proxies, netrc, CA bundle variables): the module's
-        # configuration is the whole truth, and requests skips scanning os.environ per request.
+        # The session is built here, not by pypsrp: nothing from the environment (proxies,
+        # netrc, CA bundle variables), no redirects (credentials go nowhere else), and the
+        # bounded adapter. pypsrp's transport uses the session it finds (``session``).
+        session = requests.Session()
         session.trust_env = False
-        session.max_redirects = 0  # WinRM never redirects; credentials go nowhere else
+        session.max_redirects = 0
+        session.headers["Accept-Encoding"] = "identity"  # WinRM answers are never compressed
+        session.verify = cfg.tls.verify()
+        if cfg.auth == "basic":
+            session.auth = requests.auth.HTTPBasicAuth(username or "", password or "")
+        else:
+            session.auth = HTTPNegotiateAuth(
+                username=username, password=password, auth_provider=cfg.auth,
+                wrap_required=transport.wrap_required,
+                service=negotiate.get("negotiate_service", "WSMAN"),
+                hostname_override=negotiate.get("negotiate_hostname_override"),
+            )
         adapter = _BoundedAdapter(budget)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -482,9 +508,9 @@ class WinRMClient:
         page = enumeration_page(self.wsman.enumerate(resource_uri, body))
         yield page.instances
         pulls = 0
-        # Enough pulls for max_instances at the page size asked for; a server that sends
-        # empty pages without end stops here.
-        max_pulls = max(MAX_PULLS, self.cfg.max_instances // MAX_ELEMENTS + 1)
+        # A server may send smaller pages than asked for: max_instances bounds what a page
+        # with instances can bring; these are for pages that bring none and never end.
+        max_pulls = MAX_PULLS + self.cfg.max_instances
         while not page.end_of_sequence and page.context:
             pulls += 1
             if pulls > max_pulls:
