@@ -420,6 +420,13 @@ class KerberosConfig(_Model):
         return _resolve_file(value.removeprefix("FILE:") if value else value, info)
 
 
+def _services(value: object) -> tuple[ServiceSpec, ...]:
+    """``winrm.services`` as written (citrix/licensing.py's rules), or as code builds it."""
+    if isinstance(value, tuple) and all(isinstance(s, ServiceSpec) for s in value):
+        return value
+    return parse_service_specs(value)
+
+
 def _cross_checks(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
     """The Kerberos credential rules, on the keys as written."""
     if raw.get("auth") != "kerberos":
@@ -461,9 +468,7 @@ class WinRMConfig(_Model):
     max_instances: Annotated[int, _int_in(1, MAX_INSTANCES_LIMIT)] = 10_000
     kerberos: KerberosConfig | None = Field(default=None, validate_default=True)
     #: The Windows services watched (citrix/licensing.py DEFAULT_SERVICES: the four of 11.17.2).
-    services: Annotated[tuple[ServiceSpec, ...], PlainValidator(parse_service_specs)] = (
-        DEFAULT_SERVICES
-    )
+    services: Annotated[tuple[ServiceSpec, ...], PlainValidator(_services)] = DEFAULT_SERVICES
     #: Whether WMI Count includes the overdraft allowance (docs/assumptions.md, Overdraft).
     count_includes_overdraft: Bool = True
     #: Rules across keys, judged on what was written (so that a bad value of one key does not
