@@ -7,7 +7,13 @@ VERSION := $(shell python3 -c 'import tomllib; print(tomllib.load(open("pyprojec
 IMAGE ?= citrix-license-exporter
 DOCKER ?= docker
 
-.PHONY: bench bench-config bench-deps bench-quick dist image version
+.PHONY: bench bench-config bench-deps bench-quick dist image mixin version
+
+## Render the monitoring mixin (monitoring/) into rules/ and grafana/dashboards/, then the
+## Kubernetes files made from them (docs/mixin.md).
+mixin:
+	monitoring/render.sh
+	$(PYTHON) deploy/kubernetes/generate.py
 
 ## The package version (pyproject.toml), as the image tag and the Kubernetes files use it.
 version:

@@ -4,15 +4,16 @@
 #   rules/check.sh            (from any directory; CI runs it, and so does tests/unit/test_rules.py)
 #
 # Runs every step even after a failure, prints each command before it runs, and exits 1 if any
-# step failed. Needs promtool (Prometheus 2.42), amtool (Alertmanager 0.25), python3 with PyYAML.
-# Override the tools with PROMTOOL=..., AMTOOL=..., PYTHON=... .
+# step failed. Needs promtool (Prometheus 2.42), amtool (Alertmanager 0.25) and jsonnet (Debian's
+# 0.18). Override the tools with PROMTOOL=..., AMTOOL=..., JSONNET=... .
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
 
 PROMTOOL=${PROMTOOL:-promtool}
 AMTOOL=${AMTOOL:-amtool}
-PYTHON=${PYTHON:-python3}
+JSONNET=${JSONNET:-jsonnet}
+export JSONNET
 RULES=rules/citrix-license.rules.yml
 AM_CONFIG=examples/alertmanager.yml
 
@@ -30,15 +31,16 @@ run() {
     echo
 }
 
-for tool in "$PROMTOOL" "$AMTOOL" "$PYTHON"; do
+for tool in "$PROMTOOL" "$AMTOOL" "$JSONNET"; do
     if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "missing tool: $tool (apt-get install prometheus prometheus-alertmanager)" >&2
+        echo "missing tool: $tool (apt-get install prometheus prometheus-alertmanager jsonnet)" >&2
         exit 1
     fi
 done
 
-# 1. The rules file matches rules/thresholds.yml (no hand edits, no forgotten regeneration).
-run "$PYTHON" rules/generate.py --check
+# 1. The rules file and the dashboards are what the mixin renders (monitoring/, with jsonnet):
+#    no hand edits, no forgotten monitoring/render.sh.
+run bash monitoring/render.sh --check
 
 # 2. Syntax, PromQL and template validity, plus promtool's linter (duplicate rules) as errors.
 run "$PROMTOOL" check rules --lint=all --lint-fatal "$RULES"

@@ -49,6 +49,7 @@ import yaml
 from citrix_license_exporter.simulator.fleet import Fleet, SimulatedServer
 from citrix_license_exporter.simulator.scenario import Scenario, parse_scenario
 
+from . import mixin
 from .exporter import ExporterProcess
 from .prometheus import (
     Alertmanager,
@@ -61,7 +62,6 @@ from .prometheus import (
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "rules"
-THRESHOLDS = RULES_DIR / "thresholds.yml"
 ALERTMANAGER_EXAMPLE = ROOT / "examples" / "alertmanager.yml"
 
 #: Production durations are divided by this in the test's copy of the rules (5m: 5s, 30m: 30s):
@@ -77,7 +77,6 @@ PROBE_INTERVAL = "2s"
 #: The cached collectors' interval in the test (WinRM in production: 15m, Citrix's limit).
 CACHE_INTERVAL = "5s"
 
-DEFAULT_JOBS = {"probe": "citrix-license", "exporter": "citrix-license-exporter"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,17 +244,14 @@ def fast_rules(data: dict[str, Any], scale: float = CLOCK_SCALE) -> dict[str, An
     return out
 
 
-def thresholds() -> dict[str, Any]:
-    if not THRESHOLDS.exists():
-        return {}
-    data = yaml.safe_load(THRESHOLDS.read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else {}
-
-
 def job_names() -> dict[str, str]:
-    jobs = dict(DEFAULT_JOBS)
-    jobs.update(thresholds().get("jobs") or {})
-    return jobs
+    """The probe and exporter jobs of the mixin's _config (probeSelector, exporterSelector), the
+    job names the rules select: the test Prometheus scrapes under those names."""
+    config = mixin.config()
+    return {
+        "probe": mixin.selector_job(config["probeSelector"]),
+        "exporter": mixin.selector_job(config["exporterSelector"]),
+    }
 
 
 def prometheus_config(

@@ -1,17 +1,15 @@
 """The Grafana dashboard, checked without a Grafana server: against a JSON Schema generated from
-Grafana's published types, for the conventions of the monitoring mixins, against
-rules/thresholds.yml, and its PromQL against promtool and the exporter's real output."""
+Grafana's published types, for the conventions of the monitoring mixins, against the mixin's
+_config (the values the alerts use), and its PromQL against promtool and the exporter's real
+output."""
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import jsonschema
@@ -19,20 +17,11 @@ import pytest
 import yaml
 
 from ..support import dashboard as dash
+from ..support import mixin
 from ..support.exposition import exported_metric_names
 
 ROOT = dash.ROOT
 PROVISIONING = ROOT / "grafana" / "provisioning"
-THRESHOLDS = ROOT / "rules" / "thresholds.yml"
-
-
-def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("grafana_generate", ROOT / "grafana/generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +38,8 @@ def validator() -> Any:
     return cls(schema)
 
 
-def thresholds() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(THRESHOLDS.read_text(encoding="utf-8"))
-    return data
+def settings() -> dict[str, Any]:
+    return mixin.config()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,12 +74,36 @@ def test_schema_catches_broken_dashboards(
     assert list(validator.iter_errors(broken))
 
 
-def test_committed_dashboard_is_the_generated_one() -> None:
-    """grafana/generate.py makes the dashboard from rules/thresholds.yml; rerun it after a
-    threshold changes (python grafana/generate.py)."""
-    assert dash.DASHBOARD.read_text(encoding="utf-8") == generator().render(), (
-        "grafana/dashboards/citrix-license.json is out of date: run python grafana/generate.py"
+def test_committed_dashboards_are_the_rendered_mixin(tmp_path: Path) -> None:
+    """jsonnet renders the dashboards from monitoring/ (the mixin's grafanaDashboards), byte for
+    byte as monitoring/render.sh writes them; rerun that after a _config change."""
+    subprocess.run([mixin.jsonnet_binary(), "-J", str(ROOT), "-m", str(tmp_path),
+                    str(ROOT / "monitoring" / "dashboards.jsonnet")],
+                   check=True, capture_output=True, timeout=120)
+    rendered = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.json")}
+    committed = {p.name: p.read_text(encoding="utf-8")
+                 for p in dash.DASHBOARD.parent.glob("*.json")}
+    assert rendered == committed, (
+        "grafana/dashboards/citrix-license.json is out of date: run monitoring/render.sh"
     )
+
+
+def test_overridden_config_changes_the_dashboard() -> None:
+    """Another threshold and uid in _config: the colours and the links follow them."""
+    changed = mixin.dashboards("{ licenseExpiryWarningDays: 45, dashboardUID: 'citrix', "
+                               "updateDeadlineWarningDays: 21, "
+                               "runbookURLBase: 'https://wiki.example.com/runbooks' }"
+                               )["citrix-license.json"]
+    default = mixin.dashboards()["citrix-license.json"]
+    assert (default["uid"], changed["uid"]) == ("citrix-license-fleet", "citrix")
+    titles = {p["title"] for p in dash.data_panels(changed)}
+    assert "Licenses expiring within 45 days" in titles
+    assert "Licenses expiring within 30 days" in {p["title"] for p in dash.data_panels(default)}
+    assert dash.default_values(changed)["warning_days"] == "21"
+    fleet = next(p for p in dash.data_panels(changed) if p["title"] == "License Servers")
+    link = fleet["fieldConfig"]["overrides"][0]["properties"][0]["value"][0]["url"]
+    assert link.startswith("/d/citrix/citrix-license-servers?")
+    assert changed["links"][0]["url"] == "https://wiki.example.com/runbooks"
 
 
 def test_schema_generator_pins_its_versions() -> None:
@@ -120,9 +132,13 @@ def test_identity_and_no_import_placeholders(board: dict[str, Any]) -> None:
 
 
 def test_alerts_link_to_this_dashboard(board: dict[str, Any]) -> None:
-    links = thresholds()["links"]
     slug = re.sub(r"[^a-z0-9]+", "-", board["title"].lower()).strip("-")
-    assert links["dashboard_path"] == f"/d/{board['uid']}/{slug}"
+    assert settings()["dashboardUID"] == board["uid"]
+    urls = {r["annotations"]["dashboard_url"].split("?")[0]
+            for g in yaml.safe_load(dash.ROOT.joinpath("rules/citrix-license.rules.yml")
+                                    .read_text(encoding="utf-8"))["groups"]
+            for r in g["rules"] if "alert" in r}
+    assert urls == {settings()["dashboardURLBase"].rstrip("/") + f"/d/{board['uid']}/{slug}"}
     assert "instance" in dash.variables(board), "alerts link with ?var-instance=..."
 
 
@@ -140,14 +156,14 @@ def test_variables(board: dict[str, Any]) -> None:
 
 
 def test_threshold_variables_default_to_the_alert_thresholds(board: dict[str, Any]) -> None:
-    deadline = thresholds()["update_deadline"]
+    c = settings()
     values = dash.default_values(board)
-    assert float(values["warning_days"]) == deadline["warning_days"]
-    assert float(values["critical_days"]) == deadline["critical_days"]
+    assert float(values["warning_days"]) == c["updateDeadlineWarningDays"]
+    assert float(values["critical_days"]) == c["updateDeadlineCriticalDays"]
 
 
 def test_deadline_colours_follow_the_variables(board: dict[str, Any]) -> None:
-    deadline = thresholds()["update_deadline"]
+    c = settings()
     seen = 0
     for panel in dash.data_panels(board):
         configs = [panel["fieldConfig"]["defaults"]] + [
@@ -159,13 +175,13 @@ def test_deadline_colours_follow_the_variables(board: dict[str, Any]) -> None:
             exprs = {s.get("valueExpr"): s["value"] for s in steps if s.get("valueExpr")}
             if exprs:
                 seen += 1
-                assert exprs == {"$critical_days": deadline["critical_days"],
-                                 "$warning_days": deadline["warning_days"]}, panel["title"]
+                assert exprs == {"$critical_days": c["updateDeadlineCriticalDays"],
+                                 "$warning_days": c["updateDeadlineWarningDays"]}, panel["title"]
     assert seen >= 2, "the fleet table and the deadline bars colour by the variables"
 
 
-def test_other_colours_follow_rules_thresholds(board: dict[str, Any]) -> None:
-    t = thresholds()
+def test_other_colours_follow_the_alert_thresholds(board: dict[str, Any]) -> None:
+    t = settings()
     by_title = {p["title"]: p for p in dash.data_panels(board)}
 
     def override_steps(title: str, column: str) -> list[float | None]:
@@ -176,15 +192,15 @@ def test_other_colours_follow_rules_thresholds(board: dict[str, Any]) -> None:
         raise AssertionError(f"{title}: no override for {column}")
 
     assert override_steps("License expiry", "Days left") == [
-        None, t["licenses"]["expiry_critical_days"], t["licenses"]["expiry_warning_days"]]
+        None, t["licenseExpiryCriticalDays"], t["licenseExpiryWarningDays"]]
     assert override_steps("License Servers", "Last upload OK") == [
-        None, t["telemetry"]["stale_warning_days"], t["telemetry"]["stale_critical_days"]]
+        None, t["telemetryStaleWarningDays"], t["telemetryStaleCriticalDays"]]
     ratio = by_title["License usage ratio"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert [s["value"] for s in ratio] == [
-        None, t["licenses"]["usage_high_ratio"], t["licenses"]["usage_full_ratio"]]
+        None, t["usageHighRatio"], t["usageFullRatio"]]
     cert = by_title["Web Services certificate: days left"]["fieldConfig"]["defaults"]
     assert [s["value"] for s in cert["thresholds"]["steps"]] == [
-        None, t["certificate"]["critical_days"], t["certificate"]["warning_days"]]
+        None, t["certificateCriticalDays"], t["certificateWarningDays"]]
 
 
 def test_every_panel_has_title_description_unit_and_datasource(board: dict[str, Any]) -> None:
@@ -229,7 +245,8 @@ def test_required_panels_exist(board: dict[str, Any]) -> None:
         "License usage per feature", "License usage ratio", "Overdraft",
         "License expiry", "Subscription Advantage dates", "Licensing ports",
         "Windows services", "Web Services certificate: days left", "Collector success",
-        "Collector duration", "Configuration reload",
+        "Collector duration", "Configuration reload", "Servers on time",
+        "Servers on time over time",
     ]:
         assert wanted in titles
     assert any(t.startswith("Licenses expiring") for t in titles)

@@ -364,7 +364,7 @@ def generator_in(tmp_path: Path) -> Any:
     (tmp_path / "dashboards").mkdir()
     (tmp_path / "rules" / "a.rules.yml").write_text(
         "groups:\n- name: g\n  rules:\n  - record: job:x:sum\n    expr: sum(x)\n", "utf-8")
-    (tmp_path / "rules" / "thresholds.yml").write_text("links: {}\n", "utf-8")
+    (tmp_path / "rules" / "notes.yml").write_text("links: {}\n", "utf-8")
     (tmp_path / "dashboards" / "My Board.json").write_text('{"title": "t"}\n', "utf-8")
     module.RULES_DIR = tmp_path / "rules"
     module.DASHBOARDS_DIR = tmp_path / "dashboards"
@@ -382,7 +382,7 @@ def test_generator_check_fails_on_drift_and_write_fixes_it(generator_in: Any) ->
     assert module.main([]) == 0
     assert module.main(["--check"]) == 0
     rule = yaml.safe_load(module.PROMETHEUS_RULE.read_text("utf-8"))
-    assert [g["name"] for g in rule["spec"]["groups"]] == ["g"]  # thresholds.yml skipped
+    assert [g["name"] for g in rule["spec"]["groups"]] == ["g"]  # notes.yml skipped (no groups)
     (board,) = yaml.safe_load_all(module.DASHBOARDS.read_text("utf-8"))
     assert board["metadata"]["name"] == "citrix-license-exporter-dashboard-my-board"
     assert board["data"] == {"My Board.json": '{"title": "t"}\n'}
@@ -514,7 +514,7 @@ def test_compose_prometheus_wiring(compose: dict[str, Any]) -> None:
     assert jobs["citrix-license-exporter"]["static_configs"][0]["targets"] == ["exporter:9957"]
     (am,) = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert am.split(":")[0] in services
-    # every rule file in rules/ is loaded; rules/thresholds.yml is not (not a rule file)
+    # every rule file in rules/ is loaded; a file without groups would not be
     (pattern,) = config["rule_files"]
     for path in sorted(RULES.glob("*.yml")):
         is_rule_file = path in rule_files()

@@ -1,7 +1,8 @@
 """The alerting and recording rules, their promtool tests, runbooks and the Alertmanager example.
 
-rules/check.sh is the authority (promtool lint and unit tests, generator drift, amtool); these
-tests run it and add what it cannot see: every alert has a runbook section and all four kinds
+The rules are rendered from the monitoring mixin (monitoring/, docs/mixin.md). rules/check.sh is
+the authority (promtool lint and unit tests, mixin drift, amtool); these tests run it and add
+what it cannot see: every alert has a runbook section and all four kinds
 of unit test, the annotations follow the conventions, and every metric a rule reads is one the
 exporter really exposes.
 """
@@ -9,24 +10,23 @@ exporter really exposes.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.support import mixin
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "rules"
@@ -43,6 +43,7 @@ RECORDING_RULES = {
     "instance:citrix_license_version_age:days",
     "instance:citrix_license_telemetry_last_success:days_ago",
     "instance_feature:citrix_license_usage:ratio",
+    "citrix_license:fleet_servers_on_time:ratio",
 }
 #: Series Prometheus makes itself, not the exporter.
 PROMETHEUS_SERIES = {"up"}
@@ -50,15 +51,6 @@ PROMETHEUS_SERIES = {"up"}
 
 # ---------------------------------------------------------------------------------------------
 # Loading
-
-
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("rules_generate", RULES_DIR / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 @functools.cache
@@ -111,47 +103,99 @@ def test_check_script_passes() -> None:
     assert "failed: 0" in result.stdout
 
 
-def test_rules_file_matches_thresholds() -> None:
-    """The drift check without promtool: regenerating gives the committed file byte for byte."""
-    generator = load_generator()
-    assert generator.generate() == RULES.read_text(encoding="utf-8"), (
-        "rules/citrix-license.rules.yml drifted from rules/thresholds.yml: "
-        "run python rules/generate.py"
+def test_rules_file_is_the_rendered_mixin() -> None:
+    """The drift check: jsonnet renders monitoring/ into the committed file byte for byte."""
+    rendered = mixin.evaluate('import "monitoring/citrix-license.rules.jsonnet"', string=True)
+    assert rendered == RULES.read_text(encoding="utf-8"), (
+        "rules/citrix-license.rules.yml drifted from monitoring/: run monitoring/render.sh"
     )
 
 
+def test_render_check_exits_1_on_drift(tmp_path: Path) -> None:
+    """monitoring/render.sh --check (what rules/check.sh and CI run) fails on a hand edit."""
+    copy = tmp_path / "repo"
+    for part in ("monitoring", "rules", "grafana/dashboards"):
+        shutil.copytree(ROOT / part, copy / part)
+    script = copy / "monitoring" / "render.sh"
+    ok = subprocess.run(["bash", str(script), "--check"], capture_output=True, text=True,
+                        check=False, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    edited = copy / "rules" / "citrix-license.rules.yml"
+    edited.write_text(edited.read_text(encoding="utf-8").replace("for: \"5m\"", "for: \"6m\"", 1))
+    drift = subprocess.run(["bash", str(script), "--check"], capture_output=True, text=True,
+                           check=False, timeout=120)
+    assert drift.returncode == 1
+    assert '"6m"' in drift.stdout, "the diff shows the edit"
+    assert "run monitoring/render.sh" in drift.stderr
+
+
 @pytest.mark.parametrize(
-    ("path", "value", "message"),
+    ("override", "message"),
     [
-        ("alerts.CitrixLicenseExporterDown.for", "five minutes", "Prometheus duration"),
-        ("update_deadline.critical_days", 40, "warning days > critical days"),
-        ("licenses.usage_high_ratio", "high", "number"),
-        ("site.ready_statuses", ['Las"Compatible'], "plain string"),
+        ("{ alerts+: { CitrixLicenseExporterDown+: { 'for': 'five minutes' } } }",
+         "_config.alerts.CitrixLicenseExporterDown.for must be a Prometheus duration"),
+        ("{ updateDeadlineCriticalDays: 40 }",
+         "need 0 < updateDeadlineCriticalDays < updateDeadlineWarningDays"),
+        ("{ usageHighRatio: 'high' }", "_config.usageHighRatio must be a number"),
+        ("{ siteReadyStatuses: ['Las\"Compatible'] }",
+         "_config.siteReadyStatuses: \"Las\\\"Compatible\" must be a plain string"),
+        ("{ alerts+: { CitrixLicenseUsageFull+: { severity: 'page' } } }",
+         "_config.alerts.CitrixLicenseUsageFull.severity: \"page\" is not one of"),
+        ("{ alerts+: { CitrixLicenseGone: { 'for': '5m', severity: 'warning' } } }",
+         "alerts with no rule"),
     ],
 )
-def test_generator_rejects_bad_thresholds(
-    tmp_path: Path, path: str, value: object, message: str
-) -> None:
-    generator = load_generator()
-    data = yaml.safe_load((RULES_DIR / "thresholds.yml").read_text(encoding="utf-8"))
-    node = data
-    *parents, leaf = path.split(".")
-    for part in parents:
-        node = node[part]
-    node[leaf] = value
-    bad = tmp_path / "thresholds.yml"
-    bad.write_text(yaml.safe_dump(data), encoding="utf-8")
-    with pytest.raises(generator.ThresholdError, match=message):
-        generator.generate(bad)
+def test_mixin_rejects_bad_config(override: str, message: str) -> None:
+    """A bad _config fails rendering with the key and the problem (not a broken rule file)."""
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        mixin.rules(override)
+    assert message in failed.value.stderr
 
 
-def test_generator_check_mode_exits_1_on_drift(tmp_path: Path) -> None:
-    generator = load_generator()
-    stale = tmp_path / "rules.yml"
-    stale.write_text(RULES.read_text(encoding="utf-8").replace("for: 5m", "for: 6m", 1))
-    assert generator.main(["--check", "--output", str(stale)]) == 1
-    stale.write_text(RULES.read_text(encoding="utf-8"))
-    assert generator.main(["--check", "--output", str(stale)]) == 0
+def test_overridden_config_changes_the_rules() -> None:
+    """A kube-prometheus user's override (docs/mixin.md): another probe job, another threshold,
+    another `for`, severity and links, in the rendered rules; everything else stays."""
+    default = mixin.rules()
+    changed = mixin.rules(
+        "{ probeSelector: 'job=\"citrix-ls\"', usageHighRatio: 0.75, "
+        "runbookURLBase: 'https://wiki.example.com/citrix', "
+        "dashboardURLBase: 'https://grafana.example.com/', dashboardUID: 'citrix', "
+        "alerts+: { CitrixLicenseProbeFailed+: { 'for': '10m', severity: 'critical' } } }"
+    )
+
+    def alerts(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
+        return [r for g in data["groups"] for r in g["rules"] if r.get("alert") == name]
+
+    (probe,) = alerts(changed, "CitrixLicenseProbeFailed")
+    (default_probe,) = alerts(default, "CitrixLicenseProbeFailed")
+    assert default_probe["expr"] == 'up{job="citrix-license"} == 0'
+    assert probe["expr"] == 'up{job="citrix-ls"} == 0'
+    assert (probe["for"], probe["labels"]["severity"]) == ("10m", "critical")
+    assert "for 10 minutes to scrape" in probe["annotations"]["description"]
+    assert probe["annotations"]["runbook_url"] == (
+        "https://wiki.example.com/citrix#citrixlicenseprobefailed")
+    assert probe["annotations"]["dashboard_url"] == (
+        "https://grafana.example.com/d/citrix/citrix-license-servers"
+        "?var-instance={{ $labels.instance }}")
+    (high,) = alerts(changed, "CitrixLicenseUsageHigh")
+    assert high["expr"].rstrip().endswith(">= 0.75 < 1")
+    (default_high,) = alerts(default, "CitrixLicenseUsageHigh")
+    assert default_high["expr"].rstrip().endswith(">= 0.9 < 1")
+    # the exporter's own job did not move
+    (down,) = alerts(changed, "CitrixLicenseExporterDown")
+    assert down["expr"] == 'up{job="citrix-license-exporter"} == 0'
+    # nothing else changed: the same rules under the same names
+    names = [[r.get("alert") or r["record"] for r in g["rules"]] for g in default["groups"]]
+    assert names == [[r.get("alert") or r["record"] for r in g["rules"]]
+                     for g in changed["groups"]]
+
+
+def test_banded_alert_severity_is_per_band() -> None:
+    changed = mixin.rules(
+        "{ alerts+: { CitrixLicensePortDown+: { severity+: { warning: 'info' } } } }")
+    severities = [r["labels"]["severity"] for g in changed["groups"] for r in g["rules"]
+                  if r.get("alert") == "CitrixLicensePortDown"]
+    assert severities == ["critical", "info"]
 
 
 # ---------------------------------------------------------------------------------------------
