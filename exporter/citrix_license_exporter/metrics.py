@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
 from .citrix.controller_api import LICENSE_SERVER_STATUSES, unique_site_labels
 from .citrix.licensing import WinRMData
+from .collectors.base import FailureKind
 from .collectors.cloud import CloudData
 from .collectors.controller import ControllerData
 from .collectors.network import NetworkData
@@ -393,9 +394,19 @@ def probe_families(result: ProbeResult) -> list[Metric]:
         "When the collector last fetched data successfully from this target.",
         ["collector"],
     )
-    families: list[Metric] = [up, success, duration, last_ok]
+    failure = gauge(
+        "collector_failure",
+        "Why the collector failed: one series per kind (timeout, refused, dns, tls, auth, "
+        "protocol, limit, parse, internal), 1 for the kind of this probe's failure; all 0 when "
+        "it succeeded. See docs/runbooks.md for what each kind means.",
+        ["collector", "kind"],
+    )
+    families: list[Metric] = [up, success, failure, duration, last_ok]
     for outcome in result.outcomes:
         success.add_metric([outcome.collector], 1.0 if outcome.success else 0.0)
+        failed_kind = None if outcome.success else (outcome.kind or FailureKind.INTERNAL)
+        for kind in FailureKind:
+            failure.add_metric([outcome.collector, kind.value], 1.0 if kind is failed_kind else 0.0)
         duration.add_metric([outcome.collector], outcome.duration)
         if outcome.last_success is not None:
             last_ok.add_metric([outcome.collector], outcome.last_success)

@@ -9,6 +9,7 @@ target share one fetch.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -22,7 +23,8 @@ from typing import Any
 from .citrix.catalog import Catalog
 from .citrix.policy import Assessment, PolicyConfig, assess
 from .citrix.versions import LicenseServerVersion, VersionParseError, parse_version
-from .collectors.base import Collector, CollectorError, Deadline
+from .collectors.base import Collector, CollectorError, Deadline, FailureKind
+from .collectors.failures import classify
 from .config import ModuleConfig, TargetConfig
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class Outcome:
     fetched_at: float | None = None  # wall-clock time the data (or the failure) was fetched
     last_success: float | None = None  # wall-clock time of the target's last successful fetch
     from_cache: bool = False
+    kind: FailureKind | None = None  # why it failed (None on success)
 
 
 @dataclass(frozen=True)
@@ -107,21 +110,29 @@ class Prober:
         self, collector: Collector, target: TargetConfig, module: ModuleConfig, deadline: Deadline
     ) -> Outcome:
         start = time.monotonic()
+        log.debug("collector started", extra={"fields": {
+            "target": target.name, "collector": collector.name,
+            "deadline_seconds": round(deadline.remaining(), 3)}})
         try:
             data = collector.collect(target, module, deadline)
         except Exception as exc:  # a collector must never take the probe down with it
             duration = time.monotonic() - start
             reason = _describe(exc)
+            kind = classify(exc)
             already_logged = isinstance(exc, CollectorError) and exc.logged
             log.log(
                 logging.DEBUG if already_logged else logging.WARNING,
                 "collector failed",
                 extra={"fields": {"target": target.name, "collector": collector.name,
-                                  "reason": reason, "duration_seconds": round(duration, 3)}},
+                                  "kind": kind.value, "reason": reason,
+                                  "duration_seconds": round(duration, 3)}},
             )
             log.debug("collector failure details", exc_info=True)
-            return Outcome(collector.name, False, duration, error=reason)
+            return Outcome(collector.name, False, duration, error=reason, kind=kind)
         duration = time.monotonic() - start
+        log.debug("collector succeeded", extra={"fields": {
+            "target": target.name, "collector": collector.name,
+            "duration_seconds": round(duration, 3)}})
         return Outcome(collector.name, True, duration, data=data, fetched_at=time.time())
 
     def _start(
@@ -132,8 +143,11 @@ class Prober:
         def work() -> None:
             future.set_result(self._run(collector, target, module, deadline))
 
+        # A raw thread starts with an empty context: copy the probe's, so the collector's log
+        # lines reach this probe's log (probelog.py).
         thread = threading.Thread(
-            target=work, name=f"collect-{collector.name}-{target.name}", daemon=True
+            target=contextvars.copy_context().run, args=(work,),
+            name=f"collect-{collector.name}-{target.name}", daemon=True,
         )
         thread.start()
         return future
@@ -161,10 +175,21 @@ class Prober:
                 age = time.time() - last.fetched_at
                 keep = interval if last.success else min(interval, FAILURE_RETRY_SECONDS)
                 if age < keep:
+                    log.debug("served from cache", extra={"fields": {
+                        "target": target.name, "collector": collector.name,
+                        "age_seconds": round(age, 1), "cache_interval_seconds": keep,
+                        "success": last.success}})
                     return _done(replace(last, from_cache=True)), None
             if entry.future is not None:
                 # Another probe is refetching: serve the last good data at once if there is any.
+                log.debug("another probe is fetching", extra={"fields": {
+                    "target": target.name, "collector": collector.name,
+                    "serving": "last good data" if stale is not None else "waiting for it"}})
                 return (_done(stale), None) if stale is not None else (entry.future, None)
+            log.debug("cache miss, fetching", extra={"fields": {
+                "target": target.name, "collector": collector.name,
+                "cache_interval_seconds": interval,
+                "fallback": "last good data" if stale is not None else "none"}})
             # The fetch gets the module's whole timeout even when this scrape's deadline is
             # shorter: its result then serves the next scrape instead of being thrown away.
             fetch_deadline = Deadline(max(deadline.at, time.monotonic() + module.timeout))
@@ -197,7 +222,8 @@ class Prober:
         for name in module.collectors:
             collector = self.collectors.get(name)
             if collector is None:
-                failed = Outcome(name, False, 0.0, error="collector not available")
+                failed = Outcome(name, False, 0.0, error="collector not available",
+                                 kind=FailureKind.INTERNAL)
                 futures.append((name, _done(failed), None))
             elif collector.cached and module.cache_interval(name) > 0:
                 futures.append((name, *self._cached(collector, target, module, deadline)))
@@ -210,9 +236,11 @@ class Prober:
             except FutureTimeout:
                 if stale is not None:
                     outcome = stale  # the refetch goes on and fills the cache for next time
+                    log.debug("fetch outlives the deadline, serving the last good data",
+                              extra={"fields": {"target": target.name, "collector": name}})
                 else:
                     outcome = Outcome(name, False, time.monotonic() - start,
-                                      error="probe deadline exceeded")
+                                      error="probe deadline exceeded", kind=FailureKind.TIMEOUT)
                     log.warning(
                         "collector timed out",
                         extra={"fields": {"target": target.name, "collector": name}},

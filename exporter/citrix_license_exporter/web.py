@@ -7,7 +7,6 @@ it a probe is refused at once with 503 rather than queued without limit.
 
 from __future__ import annotations
 
-import html
 import logging
 import socket
 import ssl
@@ -21,12 +20,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, generate_latest
 
 from .app import ExporterState
 from .collectors.base import Deadline
 from .config import ModuleConfig, TargetConfig, redact
 from .metrics import exporter_families, probe_families
+from .probelog import capture
+from .status import render_status, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -135,26 +136,6 @@ class ExporterServer(ThreadingHTTPServer):
         log.debug("request failure details", exc_info=True)
 
 
-LANDING = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Citrix License Exporter</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.demo{{background:#fff3cd;
-padding:.6em;border:1px solid #e0c060}}</style></head><body>
-<h1>Citrix License Exporter</h1>{demo}
-<p>Version {version}. Configuration <code>{config}</code>
-(last reload {reload}).</p>
-<ul><li><a href="metrics">Exporter metrics</a> (<code>/metrics</code>)</li>
-<li><code>/probe?target=&lt;name&gt;&amp;module=&lt;module&gt;</code>: one License Server's
-metrics</li><li><a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a>,
-<code>POST /-/reload</code></li></ul>
-<h2>Targets</h2>
-<table><tr><th>name</th><th>address</th><th>module</th><th>collectors</th><th>probe</th></tr>
-{rows}</table>
-<h2>Modules</h2><table><tr><th>module</th><th>timeout</th><th>collectors</th></tr>{modules}</table>
-</body></html>
-"""
-
-
 class ExporterHandler(BaseHTTPRequestHandler):
     server: ExporterServer
     protocol_version = "HTTP/1.1"
@@ -193,6 +174,7 @@ class ExporterHandler(BaseHTTPRequestHandler):
         path, query = self._route()
         routes: dict[str, Callable[[dict[str, list[str]]], None]] = {
             "/": self._landing,
+            "/logs": self._probe_log,
             "/metrics": self._metrics,
             "/probe": self._probe,
             "/-/healthy": lambda q: self._send(200, "Healthy\n"),
@@ -232,40 +214,8 @@ class ExporterHandler(BaseHTTPRequestHandler):
         self._send(200, encoder(self.server.registry), content_type)
 
     def _landing(self, query: dict[str, list[str]]) -> None:
-        state = self.server.state
-        config = state.config
-        rows = "\n".join(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-            '<td><a href="probe?target={}">metrics</a></td></tr>'.format(
-                html.escape(t.name),
-                html.escape(t.address),
-                html.escape(t.module),
-                html.escape(", ".join(config.modules[t.module].collectors)),
-                html.escape(t.name, quote=True),
-            )
-            for t in config.targets
-        )
-        modules = "\n".join(
-            f"<tr><td>{html.escape(m.name)}</td><td>{m.timeout:g}s</td>"
-            f"<td>{html.escape(', '.join(m.collectors))}</td></tr>"
-            for m in config.modules.values()
-        )
-        demo = (
-            '<p class="demo"><strong>DEMO:</strong> every target below is a SIMULATED License '
-            "Server running inside this process on 127.0.0.1. No real Citrix server is "
-            "contacted.</p>"
-            if state.demo
-            else ""
-        )
-        page = LANDING.format(
-            demo=demo,
-            version=html.escape(state.version),
-            config=html.escape(state.config_path),
-            reload="successful" if state.last_reload_successful else "FAILED, old config kept",
-            rows=rows or '<tr><td colspan="5">no targets configured</td></tr>',
-            modules=modules,
-        )
-        self._send(200, page, "text/html; charset=utf-8")
+        status = snapshot(self.server.state, time.time())
+        self._send(200, render_status(status), "text/html; charset=utf-8")
 
     def _resolve(
         self, query: dict[str, list[str]]
@@ -298,16 +248,24 @@ class ExporterHandler(BaseHTTPRequestHandler):
         return target, module
 
     def _deadline(self, module: ModuleConfig) -> float:
+        return self._deadline_and_reason(module)[0]
+
+    def _deadline_and_reason(self, module: ModuleConfig) -> tuple[float, str]:
         seconds = module.timeout
+        reason = f"module {module.name} timeout {module.timeout:g}s"
         header = self.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
         if header:
             try:
                 scrape_timeout = float(header)
             except ValueError:
                 scrape_timeout = 0.0
-            if scrape_timeout > 0:
-                seconds = min(seconds, scrape_timeout - SCRAPE_TIMEOUT_OFFSET)
-        return max(seconds, MIN_DEADLINE)
+            if scrape_timeout > 0 and scrape_timeout - SCRAPE_TIMEOUT_OFFSET < seconds:
+                seconds = scrape_timeout - SCRAPE_TIMEOUT_OFFSET
+                reason = (f"X-Prometheus-Scrape-Timeout-Seconds {scrape_timeout:g} minus "
+                          f"{SCRAPE_TIMEOUT_OFFSET:g}s (below the {reason})")
+        if seconds < MIN_DEADLINE:
+            return MIN_DEADLINE, f"the minimum {MIN_DEADLINE:g}s ({reason} is less)"
+        return seconds, reason
 
     def _probe(self, query: dict[str, list[str]]) -> None:
         resolved = self._resolve(query)
@@ -327,10 +285,18 @@ class ExporterHandler(BaseHTTPRequestHandler):
         try:
             state = self.server.state
             start = time.monotonic()
-            deadline = Deadline.after(self._deadline(module))
-            result = state.prober.probe(
-                target, module, deadline, state.catalog, state.config.policy
-            )
+            seconds, deadline_reason = self._deadline_and_reason(module)
+            deadline = Deadline.after(seconds)
+            with capture() as probe_log:
+                log.debug("probe started", extra={"fields": {
+                    "target": target.name, "module": module.name,
+                    "deadline_seconds": round(seconds, 3), "deadline_from": deadline_reason}})
+                result = state.prober.probe(
+                    target, module, deadline, state.catalog, state.config.policy
+                )
+                log.debug("probe done", extra={"fields": {
+                    "target": target.name, "up": int(result.up),
+                    "duration_seconds": round(time.monotonic() - start, 3)}})
             families = probe_families(result)
             duration = GaugeMetricFamily(
                 "citrix_license_probe_duration_seconds",
@@ -344,6 +310,27 @@ class ExporterHandler(BaseHTTPRequestHandler):
         counters.count(module.name, "success" if result.up else "failure")
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_FamiliesCollector(lambda: families))
+        text = redact(generate_latest(registry).decode())
+        record = state.history.record(
+            result, lines=probe_log.lines, metrics=text, duration=time.monotonic() - start,
+            deadline=seconds, deadline_reason=deadline_reason,
+            configured=state.config.find_target(target.name) is target,
+        )
+        if query.get("debug", [""])[-1].lower() == "true":
+            self._send(200, record.debug_text())
+            return
         encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-        self._send(200, encoder(registry), content_type)
+        body = text if encoder is generate_latest else encoder(registry)
+        self._send(200, body, content_type)
+
+    def _probe_log(self, query: dict[str, list[str]]) -> None:
+        ids = query.get("id", [])
+        record = None
+        if len(ids) == 1 and ids[0].isascii() and ids[0].isdigit():
+            record = self.server.state.history.get(int(ids[0]))
+        if record is None:
+            self._send(404, "no such probe in the recent probes (the last "
+                            f"{self.server.state.history.max_probes} are kept)\n")
+            return
+        self._send(200, record.debug_text())
 

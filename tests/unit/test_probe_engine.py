@@ -1,7 +1,9 @@
 """The probe engine's caching and isolation, with in-process collectors standing in for fetches.
 
 These collectors implement the collector contract (collectors/base.py); what is tested is the
-engine: how often a fetch happens, what a probe reports while a fetch is slow or failing.
+engine: how often a fetch happens, what a probe reports while a fetch is slow or failing. A
+"slow" fetch is one held at a gate until the test opens it, and the cache's clock is a fake
+one the test moves: no outcome depends on how fast this machine is.
 """
 
 from __future__ import annotations
@@ -9,8 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from citrix_license_exporter import probe as probe_module
 from citrix_license_exporter.citrix.catalog import load_bundled
 from citrix_license_exporter.citrix.policy import PolicyConfig
 from citrix_license_exporter.collectors.base import CollectorError, Deadline
@@ -25,21 +31,27 @@ class Data:
 
 
 class CountingCollector:
-    """Returns Data(n) for the n-th fetch; can be made slow or failing between probes."""
+    """Returns Data(n) for the n-th fetch; can be held at a gate or made failing between
+    probes."""
 
     def __init__(self, name: str, cached: bool) -> None:
         self.name = name
         self.cached = cached
         self.calls = 0
-        self.delay = 0.0
+        self.gate: threading.Event | None = None  # set: a fetch waits until it is opened
         self.fail = False
         self.lock = threading.Lock()
+
+    def hold(self) -> threading.Event:
+        self.gate = threading.Event()
+        return self.gate
 
     def collect(self, target: TargetConfig, module: ModuleConfig, deadline: Deadline) -> Any:
         with self.lock:
             self.calls += 1
             n = self.calls
-        time.sleep(self.delay)
+        if self.gate is not None:
+            assert self.gate.wait(30), "the test never opened the gate"
         if self.fail:
             raise CollectorError("simulated failure")
         return Data(n)
@@ -73,22 +85,60 @@ def test_cached_collector_fetches_once_per_interval() -> None:
     assert second.assessment is not None and second.version is not None
 
 
+class FakeClock:
+    """The wall clock the probe's cache reads (``time.time``), moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(probe_module, "time",
+                        SimpleNamespace(time=fake.time, monotonic=time.monotonic))
+    return fake
+
+
+def wait_until_stored(prober: Prober, calls: int, collector: CountingCollector) -> None:
+    """Until the fetch in flight has stored its outcome (the engine's own state)."""
+    entry = prober._cache[("t", "127.0.0.1", "m", "winrm")]
+    end = time.monotonic() + 30
+    while collector.calls < calls or entry.future is not None:
+        assert time.monotonic() < end, "the fetch never stored its outcome"
+        time.sleep(0.01)
+
+
 def test_concurrent_probes_share_one_fetch() -> None:
     prober, cached, _, target, module = setup()
-    cached.delay = 0.3
-    threads = [threading.Thread(target=run, args=(prober, target, module)) for _ in range(5)]
+    gate = cached.hold()
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda: results.append(run(prober, target, module,
+                                                                  seconds=30)))
+               for _ in range(5)]
     for thread in threads:
         thread.start()
+    # The fetch is held at the gate; probes that arrive meanwhile wait for it, later ones get
+    # its cached result: either way there is one fetch.
+    end = time.monotonic() + 30
+    while cached.calls < 1:
+        assert time.monotonic() < end
+        time.sleep(0.01)
+    gate.set()
     for thread in threads:
         thread.join()
     assert cached.calls == 1
+    assert len(results) == 5 and all(r.up for r in results)
 
 
-def test_slow_refetch_serves_last_good_data() -> None:
-    prober, cached, _, target, module = setup(interval=1.0)
+def test_slow_refetch_serves_last_good_data(clock: FakeClock) -> None:
+    prober, cached, _, target, module = setup(interval=60.0)
     assert run(prober, target, module).up
-    time.sleep(1.1)  # the cached data expires
-    cached.delay = 1.5
+    clock.now += 61  # the cached data expires
+    gate = cached.hold()  # the refetch outlives the probe's deadline
     result = run(prober, target, module, seconds=0.3)
     outcome = result.outcome("winrm")
     assert outcome is not None
@@ -96,10 +146,9 @@ def test_slow_refetch_serves_last_good_data() -> None:
     # While the refetch runs, other probes get the last good data at once.
     again = run(prober, target, module, seconds=0.3).outcome("winrm")
     assert again is not None and again.data.n == 1
-    deadline = time.monotonic() + 10
-    while cached.calls < 2 or prober._cache[("t", "127.0.0.1", "m", "winrm")].future:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    assert cached.calls == 2  # one refetch for both probes
+    gate.set()
+    wait_until_stored(prober, 2, cached)
     refreshed = run(prober, target, module).outcome("winrm")
     assert refreshed is not None and refreshed.data.n == 2 and refreshed.from_cache
     assert cached.calls == 2
@@ -107,12 +156,13 @@ def test_slow_refetch_serves_last_good_data() -> None:
 
 def test_cold_fetch_past_the_deadline_is_a_failure_and_still_fills_the_cache() -> None:
     prober, cached, _, target, module = setup()
-    cached.delay = 0.5
+    gate = cached.hold()
     result = run(prober, target, module, seconds=0.2)
     assert not result.up
     outcome = result.outcome("winrm")
     assert outcome is not None and outcome.error == "probe deadline exceeded"
-    time.sleep(0.5)
+    gate.set()
+    wait_until_stored(prober, 1, cached)
     assert run(prober, target, module).up
     assert cached.calls == 1
 

@@ -26,7 +26,8 @@ import httpx
 
 from .. import __version__
 from ..config import TLSConfig
-from .base import CollectorError, Deadline
+from .base import CollectorError, Deadline, FailureKind
+from .failures import classify, status_kind
 
 # httpx logs every request at INFO; keep the exporter's log to its own lines.
 for _noisy in ("httpx", "httpcore"):
@@ -43,7 +44,7 @@ class HTTPStatusError(CollectorError):
     """The server answered, with a status that is not 2xx."""
 
     def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
+        super().__init__(message, kind=status_kind(status))
         self.status = status
 
 
@@ -63,7 +64,8 @@ def new_client(tls: TLSConfig) -> httpx.Client:
         try:
             verify = ssl.create_default_context(cafile=tls.ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise CollectorError(f"cannot load the CA file {tls.ca_file}: {exc}") from None
+            raise CollectorError(f"cannot load the CA file {tls.ca_file}: {exc}",
+                                 kind=FailureKind.TLS) from None
     return httpx.Client(
         verify=verify,
         follow_redirects=False,
@@ -121,7 +123,8 @@ def _send(
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 raise CollectorError(
-                    f"{what}: answer of {declared} bytes exceeds max_response_bytes ({max_bytes})"
+                    f"{what}: answer of {declared} bytes exceeds max_response_bytes ({max_bytes})",
+                    kind=FailureKind.LIMIT,
                 )
             chunks: list[bytes] = []
             size = 0
@@ -129,14 +132,16 @@ def _send(
                 size += len(chunk)
                 if size > max_bytes:
                     raise CollectorError(
-                        f"{what}: answer exceeds max_response_bytes ({max_bytes})"
+                        f"{what}: answer exceeds max_response_bytes ({max_bytes})",
+                        kind=FailureKind.LIMIT,
                     )
                 if deadline.expired():
-                    raise CollectorError(f"{what}: probe deadline reached while reading the answer")
+                    raise CollectorError(f"{what}: probe deadline reached while reading the answer",
+                                         kind=FailureKind.TIMEOUT)
                 chunks.append(chunk)
             return response, b"".join(chunks)
     except httpx.HTTPError as exc:
-        raise CollectorError(f"{what}: {_transport_reason(exc)}") from None
+        raise CollectorError(f"{what}: {_transport_reason(exc)}", kind=classify(exc)) from None
 
 
 def request_json(
@@ -187,11 +192,13 @@ def request_json(
         try:
             parsed = json.loads(body.decode("utf-8"))
         except UnicodeDecodeError:
-            raise CollectorError(f"{what}: answer is not UTF-8 text") from None
+            raise CollectorError(f"{what}: answer is not UTF-8 text",
+                                 kind=FailureKind.PARSE) from None
         except json.JSONDecodeError as exc:
             raise CollectorError(
-                f"{what}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+                f"{what}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+                kind=FailureKind.PARSE,
             ) from None
         if isinstance(parsed, float) and not math.isfinite(parsed):
-            raise CollectorError(f"{what}: invalid JSON (not a document)")
+            raise CollectorError(f"{what}: invalid JSON (not a document)", kind=FailureKind.PARSE)
         return JSONAnswer(status, parsed, response.headers.get("Date"))

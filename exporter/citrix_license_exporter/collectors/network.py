@@ -5,6 +5,7 @@ certificate. Needs no credentials; runs on every scrape (it is cheap and is what
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 
 from ..config import ModuleConfig, TargetConfig
-from .base import CollectorError, Deadline
+from .base import CollectorError, Deadline, FailureKind
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class PortCheck:
     up: bool
     seconds: float
     error: str | None = None
+    kind: FailureKind | None = None
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,18 @@ def _connect(host: str, port: int, deadline: Deadline) -> socket.socket:
     try:
         return socket.create_connection((host, port), timeout=timeout)
     except TimeoutError:
-        raise CollectorError(f"port {port}: connection timed out") from None
+        raise CollectorError(f"port {port}: connection timed out",
+                             kind=FailureKind.TIMEOUT) from None
     except ConnectionRefusedError:
-        raise CollectorError(f"port {port}: connection refused") from None
+        raise CollectorError(f"port {port}: connection refused",
+                             kind=FailureKind.REFUSED) from None
+    except socket.gaierror as exc:
+        raise CollectorError(f"port {port}: name does not resolve ({exc.strerror or exc})",
+                             kind=FailureKind.DNS) from None
     except OSError as exc:
-        raise CollectorError(f"port {port}: {exc.strerror or exc}") from None
+        # No route, network unreachable, reset: the server cannot be reached.
+        raise CollectorError(f"port {port}: {exc.strerror or exc}",
+                             kind=FailureKind.REFUSED) from None
 
 
 def check_port(name: str, host: str, port: int, deadline: Deadline) -> PortCheck:
@@ -71,9 +80,16 @@ def check_port(name: str, host: str, port: int, deadline: Deadline) -> PortCheck
     try:
         sock = _connect(host, port, deadline)
     except CollectorError as exc:
-        return PortCheck(name, port, False, time.monotonic() - start, str(exc))
+        seconds = time.monotonic() - start
+        log.debug("port closed", extra={"fields": {"port": port, "name": name,
+                                                   "reason": str(exc),
+                                                   "seconds": round(seconds, 3)}})
+        return PortCheck(name, port, False, seconds, str(exc), exc.kind)
     sock.close()
-    return PortCheck(name, port, True, time.monotonic() - start)
+    seconds = time.monotonic() - start
+    log.debug("port open", extra={"fields": {"port": port, "name": name,
+                                             "seconds": round(seconds, 3)}})
+    return PortCheck(name, port, True, seconds)
 
 
 def _handshake(
@@ -87,11 +103,12 @@ def _handshake(
     except ssl.SSLCertVerificationError:
         raise
     except (ssl.SSLError, OSError) as exc:
-        raise CollectorError(f"port {port}: TLS handshake failed: {exc}") from None
+        raise CollectorError(f"port {port}: TLS handshake failed: {exc}",
+                             kind=FailureKind.TLS) from None
     finally:
         sock.close()
     if not der:
-        raise CollectorError(f"port {port}: no certificate presented")
+        raise CollectorError(f"port {port}: no certificate presented", kind=FailureKind.TLS)
     return der
 
 
@@ -158,6 +175,13 @@ def fetch_certificate(
     )
 
 
+def _overall_kind(checks: tuple[PortCheck, ...]) -> FailureKind:
+    """The kind most ports failed with (on a tie, the first port's): a name that does not
+    resolve fails every port alike, a stopped service refuses only its own."""
+    kinds = [check.kind or FailureKind.INTERNAL for check in checks]
+    return max(kinds, key=kinds.count) if kinds else FailureKind.INTERNAL
+
+
 class NetworkCollector:
     name = "probe"
     cached = False
@@ -180,21 +204,27 @@ class NetworkCollector:
             except CollectorError as exc:
                 cert_result.append(exc)
 
+        # Each thread runs in a copy of this context, so its log lines reach the probe's log.
         threads = [
-            threading.Thread(target=port_worker, args=(n, p), daemon=True) for n, p in ports.items()
+            threading.Thread(target=contextvars.copy_context().run, args=(port_worker, n, p),
+                             daemon=True)
+            for n, p in ports.items()
         ]
-        threads.append(threading.Thread(target=cert_worker, daemon=True))
+        threads.append(threading.Thread(target=contextvars.copy_context().run,
+                                        args=(cert_worker,), daemon=True))
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=deadline.remaining() + 0.05)
         checks = tuple(
-            results.get(name) or PortCheck(name, port, False, 0.0, "probe deadline exceeded")
+            results.get(name)
+            or PortCheck(name, port, False, 0.0, "probe deadline exceeded", FailureKind.TIMEOUT)
             for name, port in ports.items()
         )
         if not any(check.up for check in checks):
             reasons = "; ".join(check.error or "" for check in checks)
-            raise CollectorError(f"no licensing port reachable on {target.address}: {reasons}")
+            raise CollectorError(f"no licensing port reachable on {target.address}: {reasons}",
+                                 kind=_overall_kind(checks))
         certificate: Certificate | None = None
         certificate_error: str | None = None
         if cert_result and isinstance(cert_result[0], Certificate):

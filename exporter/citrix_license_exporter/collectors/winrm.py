@@ -72,7 +72,8 @@ from ..citrix.wmi import (
     services_query,
 )
 from ..config import ModuleConfig, TargetConfig, WinRMConfig
-from .base import CollectorError, Deadline
+from .base import CollectorError, Deadline, FailureKind
+from .failures import classify, status_kind
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,8 @@ class _Budget:
     def left(self) -> float:
         left = self.deadline.remaining()
         if left <= 0.0 or self.aborted:
-            raise WinRMCollectorError(f"probe deadline reached while {self.phase}")
+            raise WinRMCollectorError(f"probe deadline reached while {self.phase}",
+                                      kind=FailureKind.TIMEOUT)
         return left
 
     def track(self, connection: Any) -> None:
@@ -145,7 +147,8 @@ class _Budget:
 
 
 class _ResponseTooLarge(WinRMCollectorError):
-    pass
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind=FailureKind.LIMIT)
 
 
 class _BoundedAdapter(requests.adapters.HTTPAdapter):
@@ -215,11 +218,11 @@ class _BoundedAdapter(requests.adapters.HTTPAdapter):
             response.close()
             if self.budget.aborted:
                 raise WinRMCollectorError(
-                    f"probe deadline reached while {self.budget.phase}"
+                    f"probe deadline reached while {self.budget.phase}", kind=FailureKind.TIMEOUT
                 ) from None
             raise WinRMCollectorError(
                 f"connection lost while reading the answer ({type(exc).__name__}) while "
-                f"{self.budget.phase}"
+                f"{self.budget.phase}", kind=FailureKind.REFUSED
             ) from None
         response._content = b"".join(chunks)
         response._content_consumed = True  # type: ignore[attr-defined]
@@ -269,14 +272,16 @@ class _SafeWSMan(WSMan):
         except WinRMTransportError as err:
             raise _http_error(err.code, err.response_text, self.budget.max_bytes) from None
         except UnicodeDecodeError:
-            raise WinRMCollectorError("unreadable WinRM answer: not UTF-8 text") from None
+            raise WinRMCollectorError("unreadable WinRM answer: not UTF-8 text",
+                                      kind=FailureKind.PARSE) from None
         root = _parse(response, self.budget.max_bytes)
         fault = parse_fault(root)
         if fault is not None:
             raise _Fault(fault, 200)
         relates_to = root.find("s:Header/wsa:RelatesTo", NS)
         if relates_to is None or (relates_to.text or "").strip() != f"uuid:{message_id}":
-            raise WinRMCollectorError("WinRM answer does not relate to the request sent")
+            raise WinRMCollectorError("WinRM answer does not relate to the request sent",
+                                      kind=FailureKind.PROTOCOL)
         return root
 
 
@@ -285,7 +290,8 @@ def _parse(data: bytes | str, max_bytes: int) -> ET.Element:
     try:
         return safe_fromstring(raw, max_bytes)
     except ParseError as exc:
-        raise WinRMCollectorError(f"unreadable WinRM answer: {exc}") from None
+        raise WinRMCollectorError(f"unreadable WinRM answer: {exc}",
+                                  kind=FailureKind.PARSE) from None
 
 
 def _http_error(status: int, text: str, max_bytes: int) -> Exception:
@@ -296,7 +302,8 @@ def _http_error(status: int, text: str, max_bytes: int) -> Exception:
             fault = None
         if fault is not None:
             return _Fault(fault, status)
-    return WinRMCollectorError(f"WinRM answered HTTP {status} without a WS-Management fault")
+    return WinRMCollectorError(f"WinRM answered HTTP {status} without a WS-Management fault",
+                               kind=status_kind(status))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,7 +392,8 @@ class WinRMClient:
         while not page.end_of_sequence and page.context:
             pulls += 1
             if pulls > MAX_PULLS:
-                raise WinRMCollectorError(f"enumeration did not end after {MAX_PULLS} pulls")
+                raise WinRMCollectorError(f"enumeration did not end after {MAX_PULLS} pulls",
+                                          kind=FailureKind.LIMIT)
             pull = ET.Element(f"{{{wsen}}}Pull")
             ET.SubElement(pull, f"{{{wsen}}}EnumerationContext").text = page.context
             ET.SubElement(pull, f"{{{wsen}}}MaxElements").text = "100"
@@ -476,6 +484,22 @@ def _describe(exc: BaseException, endpoint: Endpoint, cfg: WinRMConfig, budget: 
     raise exc
 
 
+def _kind(exc: BaseException, budget: _Budget) -> FailureKind:
+    """The failure kind, in the same order as ``_describe`` reads the exception."""
+    if isinstance(exc, CollectorError) and exc.kind is not None:
+        return exc.kind
+    if budget.aborted:
+        return FailureKind.TIMEOUT
+    if isinstance(exc, _Fault):
+        return FailureKind.AUTH if exc.fault.is_access_denied() else FailureKind.PROTOCOL
+    if isinstance(exc, AuthenticationError | spnego.exceptions.SpnegoError):
+        return FailureKind.AUTH
+    kind = classify(exc)
+    if kind is FailureKind.INTERNAL and isinstance(exc, WinRMError):
+        return FailureKind.PROTOCOL  # pypsrp's own complaint about an answer
+    return kind
+
+
 # ---------------------------------------------------------------------------------------------
 # The collector
 
@@ -505,7 +529,8 @@ class WinRMCollector:
     def collect(self, target: TargetConfig, module: ModuleConfig, deadline: Deadline) -> WinRMData:
         cfg = module.winrm
         if cfg is None:
-            raise WinRMCollectorError(f"module {module.name} has no winrm section")
+            raise WinRMCollectorError(f"module {module.name} has no winrm section",
+                                      kind=FailureKind.INTERNAL)
         endpoint = endpoint_for(target, cfg)
         budget = _Budget(deadline, cfg.max_response_bytes)
         namespace: str | None = None
@@ -528,14 +553,16 @@ class WinRMCollector:
                     # answer here means the account may not list services.
                     raise WinRMCollectorError(
                         "Win32_Service lists none of the licensing services (the account needs "
-                        "read access to the Service Control Manager; see docs/windows-setup.md)"
+                        "read access to the Service Control Manager; see docs/windows-setup.md)",
+                        kind=FailureKind.AUTH,
                     )
                 namespace = None
                 budget.phase = "running the on-box script"
                 rc, stdout, stderr = client.run_script(cfg.log_tail_bytes)
                 if rc != 0:
                     raise WinRMCollectorError(
-                        f"on-box script failed (exit code {rc}): {stderr_summary(stderr)}"
+                        f"on-box script failed (exit code {rc}): {stderr_summary(stderr)}",
+                        kind=FailureKind.PROTOCOL,
                     )
                 budget.phase = "reading the on-box script output"
                 onbox = parse_output(stdout, cfg.log_tail_bytes)
@@ -547,7 +574,7 @@ class WinRMCollector:
                 )
             except Exception as exc:
                 raise WinRMCollectorError(
-                    _describe(exc, endpoint, cfg, budget, namespace)
+                    _describe(exc, endpoint, cfg, budget, namespace), kind=_kind(exc, budget)
                 ) from None
             finally:
                 if client is not None:
@@ -564,7 +591,8 @@ class WinRMCollector:
     ) -> WinRMData:
         if not onbox.ls_exists:
             raise WinRMCollectorError(
-                f"License Server folder {onbox.ls_path!r} not found (custom install path?)"
+                f"License Server folder {onbox.ls_path!r} not found (custom install path?)",
+                kind=FailureKind.PROTOCOL,
             )
         attempts = (
             parse_uploader_log(onbox.log_tail, onbox.log_truncated)
