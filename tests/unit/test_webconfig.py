@@ -16,7 +16,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from citrix_license_exporter import webconfig
 from citrix_license_exporter.app import ExporterState
-from citrix_license_exporter.web import ExporterServer
+from citrix_license_exporter.web import ExporterHandler, ExporterServer
 from citrix_license_exporter.webconfig import (
     WebConfigError,
     install_web_config,
@@ -345,18 +344,22 @@ def test_client_allowed_sans(tmp_path: Path, pki, serve) -> None:
 def test_silent_client_neither_blocks_others_nor_holds_its_thread(
     tmp_path: Path, pki, serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(webconfig, "HANDSHAKE_TIMEOUT", 1.0)
+    monkeypatch.setattr(webconfig, "HANDSHAKE_TIMEOUT", 4.0)
     running = serve(write(tmp_path / "web.yml", tls_yaml(pki)))
     silent = [socket.create_connection((HOST, running.port)) for _ in range(5)]
     dripping = socket.create_connection((HOST, running.port))
     dripping.sendall(b"\x16")  # the first byte of a ClientHello, then nothing
     try:
-        start = time.monotonic()
         assert running.get(verify=client_context(pki["server_ca"])).status_code == 200
-        assert time.monotonic() - start < 2.0
+        # Answered while every silent connection is still held open by the server: it did
+        # not wait for their handshakes to time out first.
+        for sock in [*silent, dripping]:
+            sock.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                sock.recv(1)
         # The server gives up on each of them after the handshake timeout.
         for sock in [*silent, dripping]:
-            sock.settimeout(5)
+            sock.settimeout(20)
             assert sock.recv(1) == b""
     finally:
         for sock in [*silent, dripping]:
@@ -444,15 +447,9 @@ def test_successful_checks_are_cached(
         return real(password, hashed_password)
 
     monkeypatch.setattr(webconfig.bcrypt, "checkpw", counting)
-    start = time.monotonic()
-    assert running.get(auth=("u", "pw")).status_code == 200
-    first = time.monotonic() - start
-    start = time.monotonic()
-    for _ in range(10):
+    for _ in range(11):
         assert running.get(auth=("u", "pw")).status_code == 200
-    cached = (time.monotonic() - start) / 10
     assert len(calls) == 1, "a cached password was checked with bcrypt again"
-    assert cached < first / 3, (first, cached)
     # A wrong password is never served from the cache.
     assert running.get(auth=("u", "pw2")).status_code == 401
     assert len(calls) == 2
@@ -532,18 +529,35 @@ def test_command_line_serves_tls_with_basic_auth(tmp_path: Path, pki) -> None:
         exporter.wait_for_log(r"web config loaded.*tls=True.*basic_auth_users=1")
 
 
-def test_kept_alive_tls_connection_answers_without_delay(tmp_path: Path, pki, serve) -> None:
-    """Prometheus keeps its connection open: no 40 ms Nagle/delayed-ACK stall per answer, and
-    no bcrypt per answer (the check is cached)."""
+def test_kept_alive_tls_connection_answers_without_delay(
+    tmp_path: Path, pki, serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prometheus keeps its connection open: TCP_NODELAY on it (else Nagle's algorithm and the
+    client's delayed ACK add about 40 ms to every answer), and no bcrypt per answer (the check
+    is cached). The mechanism is asserted, not a latency."""
+    nodelay: list[int] = []
+    original = ExporterHandler.setup
+
+    def setup(self: ExporterHandler) -> None:
+        original(self)
+        nodelay.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    monkeypatch.setattr(ExporterHandler, "setup", setup)
+    calls: list[int] = []
+    real = bcrypt.checkpw
+
+    def counting(password: bytes, hashed_password: bytes) -> bool:
+        calls.append(1)
+        return real(password, hashed_password)
+
+    monkeypatch.setattr(webconfig.bcrypt, "checkpw", counting)
     text = tls_yaml(pki) + f"basic_auth_users: {{p: '{FAST}'}}\n"
     running = serve(write(tmp_path / "web.yml", text))
     with httpx.Client(verify=client_context(pki["server_ca"]), auth=("p", "s3cret-pw"),
                       timeout=10) as client:
         assert client.get(running.url + "/metrics").status_code == 200
-        took = []
         for _ in range(15):
-            start = time.monotonic()
             assert client.get(running.url + "/-/healthy").status_code == 200
-            took.append(time.monotonic() - start)
-    took.sort()
-    assert took[len(took) // 2] < 0.02, took
+    assert len(nodelay) == 1, "the answers did not share one kept-alive connection"
+    assert nodelay[0] != 0, "TCP_NODELAY is not set on the connection"
+    assert len(calls) == 1
