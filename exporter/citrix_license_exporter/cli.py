@@ -4,6 +4,7 @@
     citrix-license-exporter --config.check --config.file=config.yml
     citrix-license-exporter demo                          simulated License Servers + exporter
     citrix-license-exporter catalog show|check FILE       the release catalog
+    citrix-license-exporter check TARGET [--output json]  one probe, as a readable report
 """
 
 from __future__ import annotations
@@ -112,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = catalog_sub.add_parser("check", help="validate a catalog file")
     check.add_argument("file")
+    probe_check = sub.add_parser(
+        "check", help="probe one target now and print what was read, derived and assumed"
+    )
+    probe_check.add_argument("target", help="a configured target (or an address with --module)")
+    probe_check.add_argument("--config.file", dest="check_config_file", default=None,
+                             help="configuration file (default: as the exporter)")
+    probe_check.add_argument("--module", default=None, help="the module to probe with")
+    probe_check.add_argument("--output", choices=("text", "json"), default="text")
     return parser
 
 
@@ -204,6 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .catalog_cli import run_catalog_command
 
         return int(run_catalog_command(args))
+    if args.command == "check":
+        from .check import run_check
+
+        return run_check(args.check_config_file or args.config_file, args.target, args.output,
+                         args.module)
     if args.config_check:
         return config_check(args.config_file)
     return run_server(args)

@@ -127,7 +127,8 @@ class Prober:
                                   "kind": kind.value, "reason": reason,
                                   "duration_seconds": round(duration, 3)}},
             )
-            log.debug("collector failure details", exc_info=True)
+            if not isinstance(exc, CollectorError):  # an expected failure needs no traceback
+                log.debug("collector failure details", exc_info=True)
             return Outcome(collector.name, False, duration, error=reason, kind=kind)
         duration = time.monotonic() - start
         log.debug("collector succeeded", extra={"fields": {
