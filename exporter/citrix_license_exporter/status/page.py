@@ -114,12 +114,12 @@ def _reason(row: Row) -> str:
         return "never probed since the exporter started"
     parts = []
     if row.reason:
-        kind = f'<span class="kind">{_e(row.kind)}</span>' if row.kind else ""
+        kind = f'<span class="kind">{_e(row.kind)}</span> ' if row.kind else ""
         parts.append(kind + _e(row.reason))
     failing = [c for c in row.collectors if not c.success and row.reason
                and not row.reason.startswith(c.name + ":")]
     for collector in failing:
-        kind = f'<span class="kind">{_e(collector.kind)}</span>' if collector.kind else ""
+        kind = f'<span class="kind">{_e(collector.kind)}</span> ' if collector.kind else ""
         parts.append(kind + _e(f"{collector.name}: {collector.error}"))
     return "<br>".join(parts) or NONE
 
@@ -155,7 +155,7 @@ def _row(row: Row, now: float) -> str:
 
 def _recent(probe: RecentProbe) -> str:
     result = "success" if probe.up else "failure"
-    kind = f'<span class="kind">{_e(probe.kind)}</span>' if probe.kind else ""
+    kind = f'<span class="kind">{_e(probe.kind)}</span> ' if probe.kind else ""
     return (
         f'<tr class="{"" if probe.up else "fail"}"><td>{_e(_time(probe.started))}</td>'
         f"<td>{_e(probe.target)}</td><td>{_e(probe.module)}</td><td>{result}</td>"
