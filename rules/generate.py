@@ -468,8 +468,15 @@ class Generator:
                 "A collector of a Citrix License Server probe keeps failing.",
                 fill(
                     "The {{ $labels.collector }} collector for License Server "
-                    "{{ $labels.instance }} has failed for [[for]] (last success: [[last]]); the "
-                    "metrics it provides are missing.",
+                    "{{ $labels.instance }} has failed for [[for]] (failure kind: [[kind]]; last "
+                    "success: [[last]]); the metrics it provides are missing.",
+                    # The kind names the runbook's branch: auth, tls, timeout, parse, ...
+                    kind=lookup(
+                        "citrix_license_collector_failure" + "SEL" + " == 1",
+                        (*INSTANCE, "collector"),
+                        'label "kind"',
+                        "unknown",
+                    ),
                     last=ts_of(
                         "citrix_license_collector_last_success_timestamp_seconds",
                         (*INSTANCE, "collector"),
