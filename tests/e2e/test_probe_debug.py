@@ -8,6 +8,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
+from citrix_license_exporter.simulator import controller as sim_controller
 from citrix_license_exporter.simulator.scenario import parse_scenario
 from citrix_license_exporter.simulator.winrm import PASSWORD, USERNAME, WRONG_PASSWORD
 
@@ -31,7 +32,9 @@ def split(text: str) -> tuple[list[str], str]:
 
 
 def secrets_in(text: str) -> list[str]:
-    forms = [PASSWORD, WRONG_PASSWORD,
+    forms = [PASSWORD, WRONG_PASSWORD, sim_controller.PASSWORD,
+             base64.b64encode(
+                 f"{sim_controller.USERNAME}:{sim_controller.PASSWORD}".encode()).decode(),
              base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode(),
              base64.b64encode(f"{USERNAME}:{WRONG_PASSWORD}".encode()).decode()]
     return [f for f in forms if f in text]
@@ -48,6 +51,10 @@ def test_debug_shows_steps_cache_use_and_metrics(fleet_of, make_exporter, tmp_pa
     assert 'msg="probe started" target=ls-a' in text and "deadline_seconds=" in text
     assert 'msg="cache miss, fetching" target=ls-a collector=winrm' in text
     assert 'msg="port open"' in text
+    for step in ("reading WMI Citrix_GT_License_Pool", "reading WMI Citrix_GT_License",
+                 "reading WMI Win32_Service", "running the on-box script"):
+        assert f'msg="winrm step" target=ls-a step="{step}"' in text, step
+    assert 'msg="certificate read"' in text
     assert 'msg="winrm collection done" target=ls-a pools=1' in text
     assert 'msg="collector succeeded" target=ls-a collector=winrm duration_seconds=' in text
     assert 'msg="probe done" target=ls-a up=1' in text
@@ -77,3 +84,16 @@ def test_debug_shows_the_failure_and_no_secret(fleet_of, make_exporter, tmp_path
     assert value(metrics, "citrix_license_collector_failure", collector="winrm", kind="auth") == 1
     assert not secrets_in(response.text)
     assert not secrets_in(exporter.log())
+
+
+def test_debug_shows_each_rest_call(fleet_of, make_exporter, tmp_path: Path) -> None:
+    fleet = fleet_of(parse_scenario({"name": "ls-c", "controller": {}}, "t"))
+    exporter = make_exporter(fleet.write_exporter_config(tmp_path / "c.yml"))
+    response = exporter.get("/probe", params={"target": "ls-c", "debug": "true"})
+    lines, metrics = split(response.text)
+    calls = [line for line in lines if 'msg="http answer"' in line]
+    assert any('request="POST https://127.0.0.1:' in c and "/cvad/manage/Tokens" in c
+               and "status=200" in c for c in calls), calls
+    assert any("/cvad/manage/Sites" in c and "status=200" in c for c in calls), calls
+    assert value(metrics, "citrix_license_collector_success", collector="controller") == 1
+    assert not secrets_in(response.text)

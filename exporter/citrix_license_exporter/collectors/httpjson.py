@@ -25,9 +25,11 @@ from typing import Any
 import httpx
 
 from .. import __version__
-from ..config import TLSConfig
+from ..config import TLSConfig, redact_url
 from .base import CollectorError, Deadline, FailureKind
 from .failures import classify, status_kind
+
+log = logging.getLogger(__name__)
 
 # httpx logs every request at INFO; keep the exporter's log to its own lines.
 for _noisy in ("httpx", "httpcore"):
@@ -116,10 +118,15 @@ def _send(
 ) -> tuple[httpx.Response, bytes]:
     left = deadline.check(what)
     timeout = httpx.Timeout(left, connect=min(CONNECT_TIMEOUT, left))
+    started = time.monotonic()
     try:
         with client.stream(
             method, url, headers=headers, json=json_body, auth=auth, timeout=timeout
         ) as response:
+            # The request line only (query values masked): never a header or a body.
+            log.debug("http answer", extra={"fields": {
+                "request": f"{method} {redact_url(url)}", "status": response.status_code,
+                "seconds": round(time.monotonic() - started, 3)}})
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 raise CollectorError(

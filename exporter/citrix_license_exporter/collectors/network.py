@@ -166,6 +166,10 @@ def fetch_certificate(
         # Read the certificate without judging it, so its expiry is reported either way.
         der = _handshake(host, port, deadline, _READ_ONLY_CONTEXT)
     cert = x509.load_der_x509_certificate(der)
+    log.debug("certificate read", extra={"fields": {
+        "port": port, "not_after": cert.not_valid_after_utc.isoformat(),
+        "verified": verified if verified is not None else "not checked",
+        "verify_error": verify_error or ""}})
     return Certificate(
         not_after=cert.not_valid_after_utc.astimezone(UTC),
         subject=cert.subject.rfc4514_string(),

@@ -535,18 +535,25 @@ class WinRMCollector:
         budget = _Budget(deadline, cfg.max_response_bytes)
         namespace: str | None = None
         started = time.monotonic()
+
+        def step(phase: str) -> None:
+            budget.phase = phase
+            log.debug("winrm step", extra={"fields": {
+                "target": target.name, "step": phase,
+                "after_seconds": round(time.monotonic() - started, 3)}})
+
         with budget.watchdog():
             client: WinRMClient | None = None
             try:
                 budget.left()
                 client = WinRMClient(endpoint, cfg, budget)
                 namespace = "root\\CitrixLicensing"
-                budget.phase = "reading WMI Citrix_GT_License_Pool"
+                step("reading WMI Citrix_GT_License_Pool")
                 pools = parse_pools(client.enumerate(POOL_URI))
-                budget.phase = "reading WMI Citrix_GT_License"
+                step("reading WMI Citrix_GT_License")
                 licenses = parse_licenses(client.enumerate(LICENSE_URI))
                 namespace = "root\\cimv2"
-                budget.phase = "reading WMI Win32_Service"
+                step("reading WMI Win32_Service")
                 services = parse_services(client.enumerate(CIMV2_ALL_URI, services_query()))
                 if all(s.state == "NotFound" for s in services):
                     # WMI root\CitrixLicensing answered, so licensing is installed: an empty
@@ -557,14 +564,14 @@ class WinRMCollector:
                         kind=FailureKind.AUTH,
                     )
                 namespace = None
-                budget.phase = "running the on-box script"
+                step("running the on-box script")
                 rc, stdout, stderr = client.run_script(cfg.log_tail_bytes)
                 if rc != 0:
                     raise WinRMCollectorError(
                         f"on-box script failed (exit code {rc}): {stderr_summary(stderr)}",
                         kind=FailureKind.PROTOCOL,
                     )
-                budget.phase = "reading the on-box script output"
+                step("reading the on-box script output")
                 onbox = parse_output(stdout, cfg.log_tail_bytes)
                 data = self._data(target, pools, licenses, services, onbox)
                 log.debug(
