@@ -121,13 +121,9 @@ def test_probe_flood_is_cut_at_the_limit(fleet_of, make_exporter) -> None:
     for _ in range(3):
         with socket.create_connection((host, int(port))) as sock:
             sock.sendall(b"GET /probe?target=ls-hang HTTP/1.1\r\nHost: x\r\n\r\n")
-    # The probes end at their deadline and write to closed connections: all three counted.
-    def failures() -> float:
-        metrics = httpx.get(f"{url}/metrics", timeout=10).text
-        return value(metrics, "citrix_license_exporter_probes_total", module="network",
-                     result="failure") or 0.0
-
-    assert wait_for(lambda: failures() >= 4 + 3 and in_flight(url) == 0, timeout=60)
+    # The abandoned probes end (cancelled, or at their deadline writing to a closed
+    # connection): none is left in flight.
+    assert wait_for(lambda: in_flight(url) == 0, timeout=60)
     assert exporter.get("/-/healthy").status_code == 200
     assert "Traceback" not in exporter.log(), exporter.log()[-2000:]
 

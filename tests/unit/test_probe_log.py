@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 import threading
 from typing import Any
@@ -102,8 +103,15 @@ class Failing:
 def probe_with(exc: Exception) -> ProbeResult:
     module = ModuleConfig(name="m", collectors=("probe",), primary="probe")
     target = TargetConfig(name="t", address="127.0.0.1", module="m")
-    return Prober({"probe": Failing(exc)}).probe(target, module, Deadline.after(5),
-                                                 load_bundled(), PolicyConfig())
+    probe = Prober({"probe": Failing(exc)}).probe(target, module, Deadline.after(5),
+                                                  load_bundled(), PolicyConfig())
+    if inspect.isawaitable(probe):  # the engine on an event loop
+
+        async def wait() -> ProbeResult:
+            return await probe
+
+        return asyncio.run(wait())
+    return probe
 
 
 def test_an_unexpected_exception_is_the_internal_kind() -> None:

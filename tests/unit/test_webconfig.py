@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import http.client
 import ipaddress
 import logging
 import os
@@ -30,7 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from citrix_license_exporter import webconfig
 from citrix_license_exporter.app import ExporterState
-from citrix_license_exporter.web import ExporterHandler, ExporterServer
+from citrix_license_exporter.web import ExporterServer
 from citrix_license_exporter.webconfig import (
     WebConfigError,
     install_web_config,
@@ -529,20 +530,31 @@ def test_command_line_serves_tls_with_basic_auth(tmp_path: Path, pki) -> None:
         exporter.wait_for_log(r"web config loaded.*tls=True.*basic_auth_users=1")
 
 
+def server_side_socket_option(local: tuple[str, int], peer: tuple[str, int], level: int,
+                              option: int) -> int:
+    """An option of the server's end of one connection, found among this process's open file
+    descriptors (the server runs in-process): whatever the server is built on."""
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue  # not a socket
+        try:
+            if sock.getsockname()[:2] == local and sock.getpeername()[:2] == peer:
+                return sock.getsockopt(level, option)
+        except OSError:
+            pass
+        finally:
+            sock.close()  # the duplicate only
+    raise AssertionError(f"no server socket for {peer} -> {local}")
+
+
 def test_kept_alive_tls_connection_answers_without_delay(
     tmp_path: Path, pki, serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Prometheus keeps its connection open: TCP_NODELAY on it (else Nagle's algorithm and the
     client's delayed ACK add about 40 ms to every answer), and no bcrypt per answer (the check
     is cached). The mechanism is asserted, not a latency."""
-    nodelay: list[int] = []
-    original = ExporterHandler.setup
-
-    def setup(self: ExporterHandler) -> None:
-        original(self)
-        nodelay.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-
-    monkeypatch.setattr(ExporterHandler, "setup", setup)
     calls: list[int] = []
     real = bcrypt.checkpw
 
@@ -553,11 +565,24 @@ def test_kept_alive_tls_connection_answers_without_delay(
     monkeypatch.setattr(webconfig.bcrypt, "checkpw", counting)
     text = tls_yaml(pki) + f"basic_auth_users: {{p: '{FAST}'}}\n"
     running = serve(write(tmp_path / "web.yml", text))
-    with httpx.Client(verify=client_context(pki["server_ca"]), auth=("p", "s3cret-pw"),
-                      timeout=10) as client:
-        assert client.get(running.url + "/metrics").status_code == 200
-        for _ in range(15):
-            assert client.get(running.url + "/-/healthy").status_code == 200
-    assert len(nodelay) == 1, "the answers did not share one kept-alive connection"
-    assert nodelay[0] != 0, "TCP_NODELAY is not set on the connection"
+    auth = "Basic " + base64.b64encode(b"p:s3cret-pw").decode()
+    connection = http.client.HTTPSConnection(HOST, running.port, timeout=10,
+                                             context=client_context(pki["server_ca"]))
+    try:
+        sockets = []
+        for path in ["/metrics"] + ["/-/healthy"] * 15:
+            connection.request("GET", path, headers={"Authorization": auth})
+            answer = connection.getresponse()
+            answer.read()
+            assert answer.status == 200
+            sockets.append(connection.sock)
+        # Every answer came on this one connection (http.client reconnects silently
+        # otherwise: then the socket would be a new one).
+        assert connection.sock is not None and all(s is sockets[0] for s in sockets)
+        client_end = connection.sock.getsockname()[:2]
+        nodelay = server_side_socket_option((HOST, running.port), client_end,
+                                            socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        connection.close()
+    assert nodelay != 0, "TCP_NODELAY is not set on the server's end of the connection"
     assert len(calls) == 1
