@@ -11,6 +11,8 @@ every answer of the exporter does, and credentials are never put in it in the fi
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import sys
 import time
@@ -387,6 +389,20 @@ def render_text(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+async def _probe(state: ExporterState, target: TargetConfig,
+                 module: ModuleConfig) -> tuple[ProbeResult, tuple[str, ...]]:
+    """One probe on an event loop of its own, as the exporter runs it, with its log."""
+    with capture() as probe_log:
+        probing: Any = state.prober.probe(target, module, Deadline.after(module.timeout),
+                                          state.catalog, state.config.policy)
+        # The engine's probe is a coroutine on the event loop (a plain call before it).
+        result: ProbeResult = await probing if inspect.isawaitable(probing) else probing
+    close = getattr(state.prober, "close", None)
+    if close is not None:
+        close()  # a cached fetch still running is not waited for
+    return result, probe_log.lines
+
+
 def run_check(config_path: str, target_name: str, output: str, module_name: str | None) -> int:
     """Exit 0 when the target is up, 1 when it is not, 2 when nothing could be probed."""
     try:
@@ -413,11 +429,8 @@ def run_check(config_path: str, target_name: str, output: str, module_name: str 
     state.start()  # file catalog sources are read now; URL sources are not waited for
     try:
         now = time.time()
-        with capture() as probe_log:
-            result = state.prober.probe(target, module, Deadline.after(module.timeout),
-                                        state.catalog, config.policy)
-        report = build_report(state, target, module, result, probe_log.lines, module.timeout,
-                              now)
+        result, lines = asyncio.run(_probe(state, target, module))
+        report = build_report(state, target, module, result, lines, module.timeout, now)
     finally:
         state.stop()
     text = (json.dumps(report, indent=2, default=str) + "\n" if output == "json"
