@@ -289,5 +289,6 @@ class Prober:
             )
             return ProbeResult(target, module, outcomes, version_text=text)
         return ProbeResult(
-            target, module, outcomes, version, text, assess(version, catalog, policy)
+            target, module, outcomes, version, text,
+            assess(version, catalog, policy, telemetry=target.telemetry),
         )
