@@ -47,7 +47,7 @@ ASSUMPTIONS = {a.number: a for a in (
     Assumption(1, "Pool counts.", "Get-CimInstance -Namespace root\\CitrixLicensing -ClassName "
                "Citrix_GT_License_Pool | Select PLD,Count,InUseCount,PooledAvailable,Overdraft,"
                "LicenseType,SubscriptionDate; compare with the Licensing Manager"),
-    Assumption(2, "`Count` excludes the overdraft allowance.", "compare Count and Overdraft "
+    Assumption(2, "`Count` includes the overdraft allowance", "compare Count - Overdraft "
                "with the licenses you bought (the INCREMENT lines of the .lic files)"),
     Assumption(3, "Subscription Advantage date.", "SubscriptionDate of the pools against the "
                "CSS date in the Licensing Manager"),

@@ -1,19 +1,22 @@
 """Domain results to Prometheus metric families. Every metric name of the exporter lives here.
 
-This module does no I/O: it is handed a ``ProbeResult`` (or the exporter's state) and builds
-fresh families for one scrape. docs/metrics.md documents each family.
+This module does no I/O (but for one log line when a collector's data cannot be exposed): it is
+handed a ``ProbeResult`` (or the exporter's state) and builds fresh families for one scrape.
+docs/metrics.md documents each family.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
 from .citrix.controller_api import LICENSE_SERVER_STATUSES, unique_site_labels
-from .citrix.licensing import WinRMData
+from .citrix.licensing import SERVICE_STATES, WinRMData
 from .collectors.base import FailureKind
 from .collectors.cloud import CloudData
 from .collectors.controller import ControllerData
@@ -22,6 +25,8 @@ from .probe import ProbeResult
 
 if TYPE_CHECKING:
     from .app import ExporterState
+
+log = logging.getLogger(__name__)
 
 PREFIX = "citrix_license"
 CACHED_NOTE = (
@@ -52,9 +57,15 @@ def ts(moment: datetime) -> float:
 
 
 def network_families(data: NetworkData, result: ProbeResult) -> Iterator[Metric]:
-    port_up = gauge("port_up", "1 if a TCP connection to the licensing port succeeded.", ["port"])
+    port_up = gauge(
+        "port_up",
+        "1 if a TCP connection to the licensing port succeeded. role: license_manager (lmadmin, "
+        "default 27000), vendor_daemon (CITRIX, default 7279) or web_services (Web Services for "
+        "Licensing, default 8083); port: the number probed for that role.",
+        ["role", "port"],
+    )
     for check in data.ports:
-        port_up.add_metric([str(check.port)], 1.0 if check.up else 0.0)
+        port_up.add_metric([check.name, str(check.port)], 1.0 if check.up else 0.0)
     yield port_up
     if data.certificate is not None:
         yield single(
@@ -74,20 +85,47 @@ def network_families(data: NetworkData, result: ProbeResult) -> Iterator[Metric]
 POOL_LABELS = ("feature", "product", "edition", "model", "license_type", "pool")
 
 
-def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
-    """What the WinRM collector read (cached: every HELP says the data may be that old)."""
+def service_families(data: WinRMData) -> Iterator[Metric]:
+    """The watched Windows services: not installed is told apart from installed but not
+    running (docs/metrics.md), and which of them the module requires."""
     service_up = gauge(
         "service_up",
-        "1 if the licensing Windows service is running, 0 if stopped or not installed."
-        + CACHED_NOTE,
+        "1 if the watched Windows service is running, 0 if it is installed but not running; "
+        "absent when it is not installed (see citrix_license_service_state)." + CACHED_NOTE,
+        ["service"],
+    )
+    state = gauge(
+        "service_state",
+        "The watched Windows service's state (Win32_Service.State in snake case, or "
+        "not_installed): one series per state, 1 for the current one." + CACHED_NOTE,
+        ["service", "state"],
+    )
+    required = gauge(
+        "service_required",
+        "1 if the module lists the service as required (winrm.services), so that its absence "
+        "alerts; 0 if it is watched only.",
         ["service"],
     )
     for service in data.services:
-        service_up.add_metric([service.name], 1.0 if service.running else 0.0)
+        if service.installed:
+            service_up.add_metric([service.name], 1.0 if service.running else 0.0)
+        current = service.state_label
+        for name in SERVICE_STATES:
+            state.add_metric([service.name, name], 1.0 if name == current else 0.0)
+        required.add_metric([service.name], 1.0 if service.required else 0.0)
     yield service_up
+    yield state
+    yield required
+
+
+def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
+    """What the WinRM collector read (cached: every HELP says the data may be that old)."""
+    yield from service_families(data)
 
     pool_metrics = {
-        "installed": ("installed", "Licenses installed in the pool (WMI Count)."),
+        "installed": ("installed", "Licenses installed in the pool as the License Server "
+                      "counts them (WMI Count; taken to include the overdraft allowance, see "
+                      "citrix_license_purchased)."),
         "in_use": ("in_use", "Licenses of the pool in use (WMI InUseCount)."),
         "available": ("available", "Licenses of the pool available (WMI PooledAvailable)."),
         "overdraft": ("overdraft", "Overdraft licenses of the pool (WMI Overdraft)."),
@@ -97,6 +135,14 @@ def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
                     POOL_LABELS)
         for attr, (name, doc) in pool_metrics.items()
     }
+    purchased = gauge(
+        "purchased",
+        "Licenses of the pool bought, without the overdraft allowance: WMI Count minus "
+        "Overdraft when the module's winrm.count_includes_overdraft is true (the default, from "
+        "public evidence: docs/assumptions.md), else Count. In use above this: overdraft in use."
+        " One series per pool; sum by (feature) for totals." + CACHED_NOTE,
+        POOL_LABELS,
+    )
     sa = gauge(
         "subscription_advantage_timestamp_seconds",
         "Subscription Advantage / Customer Success Services date of the pool (absent when the "
@@ -109,9 +155,11 @@ def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
                   pool.license_type or "unknown", pool.pool]
         for attr, family in families.items():
             family.add_metric(labels, float(getattr(pool, attr)))
+        purchased.add_metric(labels, float(pool.purchased(data.count_includes_overdraft)))
         if pool.subscription_advantage is not None:
             sa.add_metric(labels, ts(pool.subscription_advantage))
     yield from families.values()
+    yield purchased
     yield sa
 
     expiry = gauge(
@@ -283,11 +331,19 @@ def cloud_families(data: CloudData, result: ProbeResult) -> Iterator[Metric]:
             "1 if Citrix Cloud sees this License Server reporting (isPhoningHome)." + CLOUD_NOTE,
             1.0 if server.phoning_home else 0.0,
         )
+    if server.ever_reported is not None:
+        yield single(
+            "cloud_ever_reported",
+            "1 if Citrix Cloud has ever received data from this License Server "
+            "(isEverReported; absent when the list does not say)." + CLOUD_NOTE,
+            1.0 if server.ever_reported else 0.0,
+        )
     if server.last_phoning_home is not None:
         yield single(
             "cloud_last_report_timestamp_seconds",
             "When Citrix Cloud last received data from this License Server "
-            "(lastPhoningHomeTime). Absent when it never did." + CLOUD_NOTE,
+            "(lastPhoningHomeTime, ISO 8601 or the US form; read only when isEverReported is "
+            "not false). Absent when it never did." + CLOUD_NOTE,
             ts(server.last_phoning_home),
         )
     if server.compliant is not None:
@@ -394,13 +450,51 @@ def server_families(result: ProbeResult) -> Iterator[Metric]:
 # One probe
 
 
+def exposable(build: Callable[[], Iterable[Metric]]) -> tuple[list[Metric], str | None]:
+    """The families ``build`` makes, checked so that the exposition can encode them; or none and
+    the reason. The parsers already clean every peer value (citrix/peer_values.py): this is the
+    net under them, so a value they missed fails its collector instead of the whole answer."""
+    try:
+        families = list(build())
+        for family in families:
+            for sample in family.samples:
+                for text in sample.labels.values():
+                    if not text.isascii():
+                        text.encode("utf-8")
+                float(sample.value)
+    except Exception as exc:  # OverflowError, UnicodeEncodeError, ...: never the whole answer
+        return [], f"{type(exc).__name__}: {str(exc)[:160]}"
+    return families, None
+
+
+def _not_exposed(result: ProbeResult, what: str, reason: str) -> None:
+    log.warning(
+        "collector data could not be turned into metrics",
+        extra={"fields": {"target": result.target.name, "collector": what, "reason": reason}},
+    )
+
+
 def probe_families(result: ProbeResult) -> list[Metric]:
+    built: dict[str, list[Metric]] = {}
+    for outcome in result.outcomes:
+        builder = DATA_FAMILIES.get(outcome.collector)
+        if outcome.success and builder is not None:
+            data_families, reason = exposable(partial(builder, outcome.data, result))
+            if reason is not None:
+                _not_exposed(result, outcome.collector, reason)
+                continue
+            built[outcome.collector] = data_families
+    exposed = {o.collector: o.success and (o.collector in built or o.collector not in
+                                           DATA_FAMILIES) for o in result.outcomes}
+    server, reason = exposable(lambda: server_families(result))
+    if reason is not None:
+        _not_exposed(result, "version", reason)
     up = gauge(
         "up",
         "1 if the target's primary collector succeeded "
         f"(this target: {result.module.primary}).",
     )
-    up.add_metric([], 1.0 if result.up else 0.0)
+    up.add_metric([], 1.0 if exposed.get(result.module.primary, False) else 0.0)
     success = gauge("collector_success", "1 if the collector succeeded.", ["collector"])
     duration = gauge(
         "collector_duration_seconds",
@@ -421,17 +515,22 @@ def probe_families(result: ProbeResult) -> list[Metric]:
     )
     families: list[Metric] = [up, success, failure, duration, last_ok]
     for outcome in result.outcomes:
-        success.add_metric([outcome.collector], 1.0 if outcome.success else 0.0)
-        failed_kind = None if outcome.success else (outcome.kind or FailureKind.INTERNAL)
+        ok = exposed[outcome.collector]
+        success.add_metric([outcome.collector], 1.0 if ok else 0.0)
+        if ok:
+            failed_kind = None
+        elif outcome.success:
+            # The peer's answer arrived but holds a value the exposition cannot carry.
+            failed_kind = FailureKind.PARSE
+        else:
+            failed_kind = outcome.kind or FailureKind.INTERNAL
         for kind in FailureKind:
             failure.add_metric([outcome.collector, kind.value], 1.0 if kind is failed_kind else 0.0)
         duration.add_metric([outcome.collector], outcome.duration)
         if outcome.last_success is not None:
             last_ok.add_metric([outcome.collector], outcome.last_success)
-        builder = DATA_FAMILIES.get(outcome.collector)
-        if outcome.success and builder is not None:
-            families.extend(builder(outcome.data, result))
-    families.extend(server_families(result))
+        families.extend(built.get(outcome.collector, ()))
+    families.extend(server)
     return families
 
 

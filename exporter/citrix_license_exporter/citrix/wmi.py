@@ -18,17 +18,20 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from .licensing import (
-    LICENSING_SERVICES,
+    DEFAULT_SERVICES,
+    NOT_FOUND,
     PERMANENT,
     License,
     LicensePool,
     ParseError,
+    ServiceSpec,
     ServiceState,
     assign_pool_ids,
     excerpt,
     parse_citrix_date,
     parse_pld,
 )
+from .peer_values import MAX_COUNT, clean_text, count_in_range
 
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -48,10 +51,13 @@ CIMV2_ALL_URI = f"{WMI_BASE}/root/cimv2/*"
 WQL_DIALECT = "http://schemas.microsoft.com/wbem/wsman/1/WQL"
 
 
-def services_query(names: Iterable[str] = LICENSING_SERVICES) -> str:
-    """The WQL filter for the licensing services (service names never contain a quote)."""
-    conditions = " OR ".join(f"Name = '{name}'" for name in names)
-    return f"SELECT * FROM Win32_Service WHERE {conditions}"  # noqa: S608 (fixed names)
+def services_query(services: Iterable[ServiceSpec] = DEFAULT_SERVICES) -> str:
+    """The WQL filter for the watched services, by name or display name. The names carry no
+    quote or backslash (``parse_service_specs`` refuses them), so they need no escaping."""
+    conditions = " OR ".join(
+        f"Name = '{spec.name}' OR DisplayName = '{spec.name}'" for spec in services
+    )
+    return f"SELECT * FROM Win32_Service WHERE {conditions}"  # noqa: S608 (checked names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,7 +237,11 @@ def _count(instance: Instance, name: str, where: str) -> int:
     except ValueError:
         raise ParseError(f"{where}: {name} {excerpt(value)} is not an integer") from None
     if number < 0 and name != "Overdraft":
-        raise ParseError(f"{where}: {name} is negative ({number})")
+        raise ParseError(f"{where}: {name} is negative ({excerpt(str(number))})")
+    # A sample is a float: a count beyond 2**53 (10**400 overflows) is no licence count.
+    if not count_in_range(abs(number)):
+        raise ParseError(f"{where}: {name} {excerpt(str(number))} is out of range "
+                         f"(at most {MAX_COUNT})")
     return number
 
 
@@ -242,13 +252,13 @@ POOL_DISCRIMINATORS = ("VendorString", "DUP_GROUP", "HOST_BASED", "USER_BASED", 
 def parse_pools(instances: Iterable[Instance]) -> tuple[LicensePool, ...]:
     pools = []
     for instance in instances:
-        pld = _required(instance, "PLD", "Citrix_GT_License_Pool")
+        pld = clean_text(_required(instance, "PLD", "Citrix_GT_License_Pool"))
         where = f"Citrix_GT_License_Pool {excerpt(pld)}"
         sa = parse_citrix_date(instance.get("SubscriptionDate") or "", f"{where}: SubscriptionDate")
         pools.append(
             LicensePool(
                 feature=parse_pld(pld),
-                license_type=(instance.get("LicenseType") or "").strip(),
+                license_type=clean_text((instance.get("LicenseType") or "").strip()),
                 installed=_count(instance, "Count", where),
                 in_use=_count(instance, "InUseCount", where),
                 available=_count(instance, "PooledAvailable", where),
@@ -265,7 +275,7 @@ def parse_licenses(instances: Iterable[Instance]) -> tuple[License, ...]:
     merged, keeping the earliest expiry (one series per feature and serial)."""
     merged: dict[tuple[str, str], License] = {}
     for instance in instances:
-        serial = _required(instance, "SerialNumber", "Citrix_GT_License")
+        serial = clean_text(_required(instance, "SerialNumber", "Citrix_GT_License"))
         where = f"Citrix_GT_License {excerpt(serial)}"
         expiry_raw = parse_citrix_date(
             instance.get("ExpirationDate") or "", f"{where}: ExpirationDate"
@@ -274,7 +284,8 @@ def parse_licenses(instances: Iterable[Instance]) -> tuple[License, ...]:
             raise ParseError(f"{where}: property ExpirationDate is missing")
         expiry = None if expiry_raw == PERMANENT else expiry_raw
         assert expiry is None or isinstance(expiry, datetime)
-        item = License(serial=serial, feature=(instance.get("PLD") or "").strip(), expiry=expiry)
+        item = License(serial=serial, feature=clean_text((instance.get("PLD") or "").strip()),
+                       expiry=expiry)
         key = (item.feature, item.serial)
         previous = merged.get(key)
         if previous is None or (
@@ -285,23 +296,26 @@ def parse_licenses(instances: Iterable[Instance]) -> tuple[License, ...]:
 
 
 def parse_services(
-    instances: Iterable[Instance], names: Iterable[str] = LICENSING_SERVICES
+    instances: Iterable[Instance], services: Iterable[ServiceSpec] = DEFAULT_SERVICES
 ) -> tuple[ServiceState, ...]:
-    """The state of each licensing service; a service WMI does not list is ``NotFound``."""
+    """The state of each watched service, matched by ``Name`` first, then by ``DisplayName``
+    (both case-insensitive, as Windows compares them); a service WMI does not list is
+    ``NotFound`` (not installed)."""
     by_name: dict[str, Instance] = {}
+    by_display: dict[str, Instance] = {}
     for instance in instances:
-        for key in ("Name", "DisplayName"):
+        for key, index in (("Name", by_name), ("DisplayName", by_display)):
             value = instance.get(key)
             if value:
-                by_name.setdefault(value.lower(), instance)
+                index.setdefault(value.lower(), instance)
     result = []
-    for name in names:
-        found = by_name.get(name.lower())
+    for spec in services:
+        found = by_name.get(spec.name.lower()) or by_display.get(spec.name.lower())
         if found is None:
-            result.append(ServiceState(name, "NotFound"))
+            result.append(ServiceState(spec.name, NOT_FOUND, required=spec.required))
             continue
         state = found.get("State")
         if not state:
-            raise ParseError(f"Win32_Service {excerpt(name)}: property State is missing")
-        result.append(ServiceState(name, state, found.get("StartMode")))
+            raise ParseError(f"Win32_Service {excerpt(spec.name)}: property State is missing")
+        result.append(ServiceState(spec.name, state, found.get("StartMode"), spec.required))
     return tuple(result)

@@ -4,7 +4,8 @@ Fetch only; it names no metric. What it does on the server, in this order:
 
 1. WS-Management Enumerate (+ Pull) of the WMI classes ``root\\CitrixLicensing\\
    Citrix_GT_License_Pool`` and ``Citrix_GT_License``;
-2. Enumerate of ``root\\cimv2`` with a WQL filter for the six licensing services;
+2. Enumerate of ``root\\cimv2`` with a WQL filter for the watched services (``winrm.services``;
+   default the four of an 11.17.2 License Server), by name or display name;
 3. one WinRS shell running one fixed, read-only PowerShell command (citrix/onbox.py) for the
    installed version, the end of the uploader log and the upload bundle names.
 
@@ -50,6 +51,7 @@ from ..citrix.licensing import (
     ServiceState,
     TelemetrySummary,
     WinRMData,
+    excerpt,
     summarize_telemetry,
 )
 from ..citrix.onbox import OnBoxData, command_line, parse_output, stderr_summary
@@ -554,8 +556,13 @@ class WinRMCollector:
                 licenses = parse_licenses(client.enumerate(LICENSE_URI))
                 namespace = "root\\cimv2"
                 step("reading WMI Win32_Service")
-                services = parse_services(client.enumerate(CIMV2_ALL_URI, services_query()))
-                if all(s.state == "NotFound" for s in services):
+                services: tuple[ServiceState, ...] = ()
+                if cfg.services:
+                    services = parse_services(
+                        client.enumerate(CIMV2_ALL_URI, services_query(cfg.services)),
+                        cfg.services,
+                    )
+                if services and not any(s.installed for s in services):
                     # WMI root\CitrixLicensing answered, so licensing is installed: an empty
                     # answer here means the account may not list services.
                     raise WinRMCollectorError(
@@ -573,7 +580,8 @@ class WinRMCollector:
                     )
                 step("reading the on-box script output")
                 onbox = parse_output(stdout, cfg.log_tail_bytes)
-                data = self._data(target, pools, licenses, services, onbox)
+                data = self._data(target, pools, licenses, services, onbox,
+                                  cfg.count_includes_overdraft)
                 log.debug(
                     "winrm collection done",
                     extra={"fields": {"target": target.name, "pools": len(pools),
@@ -595,10 +603,12 @@ class WinRMCollector:
         licenses: tuple[License, ...],
         services: tuple[ServiceState, ...],
         onbox: OnBoxData,
+        count_includes_overdraft: bool = True,
     ) -> WinRMData:
         if not onbox.ls_exists:
             raise WinRMCollectorError(
-                f"License Server folder {onbox.ls_path!r} not found (custom install path?)",
+                f"License Server folder {excerpt(onbox.ls_path, 120)} not found (custom "
+                "install path?)",
                 kind=FailureKind.PROTOCOL,
             )
         attempts = (
@@ -620,5 +630,6 @@ class WinRMCollector:
             telemetry=telemetry,
             telemetry_manual=target.telemetry == "manual",
             uploader_log_bytes=onbox.log_size,
+            count_includes_overdraft=count_includes_overdraft,
         )
 
