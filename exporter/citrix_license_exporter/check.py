@@ -219,6 +219,10 @@ KIND_HINTS = {
     "tls": "the certificate is not trusted (tls.ca_file), expired, or for another name",
     "auth": "the credentials or the account's rights were refused (password file, account "
             "lock, WMI namespace rights, Studio role)",
+    "kdc_unreachable": "no Kerberos KDC of the realm answered: DNS SRV records or [realms] in "
+                       "krb5.conf, port 88 (docs/windows-setup.md)",
+    "clock_skew": "this host's clock and the KDC's or the server's differ by more than "
+                  "Kerberos allows (5 minutes): check NTP on all three",
     "protocol": "the peer answered with an error (HTTP status, WS-Management fault, a missing "
                 "WMI namespace): the reason names the call",
     "limit": "an answer exceeded max_response_bytes",
@@ -324,7 +328,7 @@ def build_report(state: ExporterState, target: TargetConfig, module: ModuleConfi
         else:
             entry["kind"] = outcome.kind.value if outcome.kind else "internal"
             entry["reason"] = outcome.error
-            entry["hint"] = KIND_HINTS[entry["kind"]]
+            entry["hint"] = KIND_HINTS.get(entry["kind"], "see docs/runbooks.md")
         collectors.append(entry)
     catalog = state.catalog
     latest = catalog.latest()

@@ -508,9 +508,10 @@ def probe_families(result: ProbeResult) -> list[Metric]:
     )
     failure = gauge(
         "collector_failure",
-        "Why the collector failed: one series per kind (timeout, refused, dns, tls, auth, "
-        "protocol, limit, parse, internal), 1 for the kind of this probe's failure; all 0 when "
-        "it succeeded. See docs/runbooks.md for what each kind means.",
+        "Why the collector failed: one series per kind ("
+        + ", ".join(kind.value for kind in FailureKind)
+        + "), 1 for the kind of this probe's failure; all 0 when it succeeded. See "
+        "docs/runbooks.md for what each kind means.",
         ["collector", "kind"],
     )
     families: list[Metric] = [up, success, failure, duration, last_ok]
