@@ -229,23 +229,8 @@ class ExporterHandler(BaseHTTPRequestHandler):
         if len(module_names) > 1:
             return "at most one 'module' parameter is allowed"
         module_name = module_names[0] if module_names else None
-        if module_name is not None and module_name not in config.modules:
-            return f"unknown module {module_name!r}"
-        target = config.find_target(name)
-        if target is None:
-            if module_name is None:
-                return f"target {name!r} is not configured; name a configured target or a module"
-            module = config.modules[module_name]
-            if not module.allow_unlisted_targets:
-                return (
-                    f"target {name!r} is not configured and module {module_name!r} does not set "
-                    "allow_unlisted_targets (credentials are only sent to configured targets)"
-                )
-            if len(name) > 253 or any(c.isspace() or c in "/?#@" for c in name):
-                return f"target {name!r} is not a host name or address"
-            return TargetConfig(name=name, address=name, module=module_name), module
-        module = config.modules[module_name or target.module]
-        return target, module
+        # Which module's credentials may go to which target is the config's rule.
+        return config.resolve(name, module_name)
 
     def _deadline(self, module: ModuleConfig) -> float:
         return self._deadline_and_reason(module)[0]

@@ -26,6 +26,7 @@ import httpx
 
 from .. import __version__
 from ..config import TLSConfig, redact_url
+from ..redaction import shorten
 from .base import CollectorError, Deadline, FailureKind
 from .failures import classify, status_kind
 
@@ -101,7 +102,7 @@ def _transport_reason(exc: httpx.HTTPError) -> str:
         return "timed out"
     if "Connection refused" in text:
         return "connection refused"
-    return f"{type(exc).__name__}: {text}"[:200]
+    return shorten(f"{type(exc).__name__}: {text}", 200)
 
 
 def _send(
