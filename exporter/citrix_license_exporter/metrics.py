@@ -376,6 +376,26 @@ def server_families(result: ProbeResult) -> Iterator[Metric]:
 
 
 def probe_families(result: ProbeResult) -> list[Metric]:
+    families = outcome_families(result)
+    for outcome in result.outcomes:
+        builder = DATA_FAMILIES.get(outcome.collector)
+        if outcome.success and builder is not None:
+            families.extend(builder(outcome.data, result))
+    families.extend(server_families(result))
+    return families
+
+
+def probe_duration_family(seconds: float) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "citrix_license_probe_duration_seconds",
+        "How long the whole probe took, as seen by the exporter.",
+    )
+    family.add_metric([], seconds)
+    return family
+
+
+def outcome_families(result: ProbeResult) -> list[Metric]:
+    """The families every probe answer starts with: up, and each collector's outcome."""
     up = gauge(
         "up",
         "1 if the target's primary collector succeeded "
@@ -399,10 +419,6 @@ def probe_families(result: ProbeResult) -> list[Metric]:
         duration.add_metric([outcome.collector], outcome.duration)
         if outcome.last_success is not None:
             last_ok.add_metric([outcome.collector], outcome.last_success)
-        builder = DATA_FAMILIES.get(outcome.collector)
-        if outcome.success and builder is not None:
-            families.extend(builder(outcome.data, result))
-    families.extend(server_families(result))
     return families
 
 

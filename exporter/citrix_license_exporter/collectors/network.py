@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 #: The checks end this long before the probe deadline, so that a partial result (ports up, the
 #: certificate not read because the handshake stalled) reaches the probe before it stops waiting.
-RESULT_MARGIN = 0.25
+RESULT_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,11 @@ def fetch_certificate(
     )
 
 
+def _reason(exc: Exception) -> str:
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 class NetworkCollector:
     name = "probe"
     cached = False
@@ -171,7 +176,10 @@ class NetworkCollector:
         cert_result: list[Certificate | CollectorError] = []
 
         def port_worker(name: str, port: int) -> None:
-            results[name] = check_port(name, target.address, port, deadline)
+            try:
+                results[name] = check_port(name, target.address, port, deadline)
+            except Exception as exc:  # e.g. UnicodeError: a name IDNA cannot encode
+                results[name] = PortCheck(name, port, False, 0.0, _reason(exc))
 
         def cert_worker() -> None:
             port = ports[module.probe.tls_port]
@@ -179,6 +187,8 @@ class NetworkCollector:
                 cert_result.append(fetch_certificate(target.address, port, module, deadline))
             except CollectorError as exc:
                 cert_result.append(exc)
+            except Exception as exc:  # e.g. cryptography's ValueError on a bad date
+                cert_result.append(CollectorError(f"port {port}: {_reason(exc)}"))
 
         threads = [
             threading.Thread(target=port_worker, args=(n, p), daemon=True) for n, p in ports.items()
