@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # citrix-license-exporter container image. See docs/deployment.md.
 #
-#   docker build -t citrix-license-exporter .
+#   make image        (docker build with the package version, the commit and the date as labels)
 #   docker run --rm -p 9957:9957 \
 #     -v "$PWD/etc:/etc/citrix-license-exporter:ro" citrix-license-exporter
 #
@@ -21,7 +21,8 @@ RUN pip wheel --no-deps --wheel-dir /dist .
 # ---- final: a venv with the wheel and its dependencies, run as a fixed non-root uid ----------
 FROM python:3.11-slim-bookworm
 
-ARG VERSION=0.1.0
+# No default: `make image` passes the package version (pyproject.toml, the one version source).
+ARG VERSION=unknown
 ARG REVISION=unknown
 ARG CREATED=unknown
 LABEL org.opencontainers.image.title="citrix-license-exporter" \

@@ -2,8 +2,27 @@
 
 PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 BENCH_ARGS ?=
+# The one version source is pyproject.toml; everything else reads it from there.
+VERSION := $(shell python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+IMAGE ?= citrix-license-exporter
+DOCKER ?= docker
 
-.PHONY: bench bench-deps bench-quick
+.PHONY: bench bench-deps bench-quick dist image version
+
+## The package version (pyproject.toml), as the image tag and the Kubernetes files use it.
+version:
+	@echo $(VERSION)
+
+## The sdist and the wheel in dist/ (docs/release.md).
+dist:
+	rm -rf dist
+	$(PYTHON) -m build --outdir dist .
+
+## The container image, labelled with the package version and the commit.
+image:
+	$(DOCKER) build -t $(IMAGE):$(VERSION) --build-arg VERSION=$(VERSION) \
+	  --build-arg REVISION="$$(git rev-parse HEAD)" \
+	  --build-arg CREATED="$$(date -u +%Y-%m-%dT%H:%M:%SZ)" .
 
 ## What a scrape costs and how it grows with the fleet: writes docs/performance.md (~8 min).
 bench:

@@ -9,6 +9,8 @@
   and the like are not rule files and are skipped).
 - generated/grafana-dashboards.yaml: one ConfigMap per grafana/dashboards/*.json, labelled
   ``grafana_dashboard: "1"`` for the Grafana sidecar (kube-prometheus-stack, grafana chart).
+- kustomization.yaml's image ``newTag``: the package version from pyproject.toml (the one
+  version source), so the manifests name the image that `make image` builds.
 
 The rules and dashboards are edited in rules/ and grafana/, never here: CI runs ``--check``
 (tests/unit/test_deploy.py), so a change there that was not regenerated here fails the build.
@@ -22,6 +24,7 @@ import difflib
 import json
 import re
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,8 @@ DASHBOARDS_DIR = ROOT / "grafana" / "dashboards"
 OUT_DIR = HERE / "generated"
 PROMETHEUS_RULE = OUT_DIR / "prometheusrule.yaml"
 DASHBOARDS = OUT_DIR / "grafana-dashboards.yaml"
+KUSTOMIZATION = HERE / "kustomization.yaml"
+PYPROJECT = ROOT / "pyproject.toml"
 
 NAME = "citrix-license-exporter"
 COMMON_LABELS = {
@@ -156,8 +161,32 @@ def dashboards(dashboards_dir: Path = DASHBOARDS_DIR) -> str:
     return header + (_dump(documents) if documents else "")
 
 
+def package_version(pyproject: Path = PYPROJECT) -> str:
+    with pyproject.open("rb") as f:
+        version = tomllib.load(f)["project"]["version"]
+    if not isinstance(version, str):
+        raise GenerateError(f"{pyproject}: project.version must be a string")
+    return version
+
+
+_NEW_TAG = re.compile(r"^(\s*newTag:\s*)(\S+)(.*)$", re.MULTILINE)
+
+
+def kustomization(path: Path = KUSTOMIZATION, version: str | None = None) -> str:
+    """kustomization.yaml, hand-edited but for the image tag, which follows the package."""
+    text = path.read_text(encoding="utf-8")
+    if len(_NEW_TAG.findall(text)) != 1:
+        raise GenerateError(f"{path}: expected exactly one `newTag:` line")
+    tag = version or package_version()
+    return _NEW_TAG.sub(lambda m: f"{m.group(1)}{tag}{m.group(3)}", text)
+
+
 def outputs() -> dict[Path, str]:
-    return {PROMETHEUS_RULE: prometheus_rule(), DASHBOARDS: dashboards()}
+    return {
+        PROMETHEUS_RULE: prometheus_rule(),
+        DASHBOARDS: dashboards(),
+        KUSTOMIZATION: kustomization(),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -187,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             path.write_text(text, encoding="utf-8")
             print(f"wrote {rel}")
     if drift:
-        print("\ndeploy/kubernetes/generated/ is out of date: run "
+        print("\ndeploy/kubernetes/ is out of date: run "
               "`python deploy/kubernetes/generate.py`", file=sys.stderr)
         return 1
     return 0
