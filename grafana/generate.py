@@ -136,7 +136,8 @@ def mapping(values: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
 UP_DOWN = mapping({"1": ("up", GREEN), "0": ("down", RED)})
 OK_FAILED = mapping({"1": ("succeeded", GREEN), "0": ("failed", RED)})
 YES_NO = mapping({"1": ("yes", GREEN), "0": ("no", ORANGE)})
-RUNNING = mapping({"1": ("running", GREEN), "0": ("stopped", RED)})
+RUNNING = mapping({"1": ("running", GREEN), "0": ("not running", RED),
+                   "-1": ("not installed", ORANGE)})
 ACTIVE = mapping({"1": ("active", RED), "0": ("inactive", GREEN)})
 
 
@@ -438,17 +439,21 @@ def build(t: Thresholds) -> dict[str, Any]:
     lay.row("Licenses")
     lay.add(timeseries(
         "License usage per feature",
-        "Licenses in use and installed per server and feature (PLD, e.g. XDT_PLT_UD). Data "
-        "from WMI, read at most every cache interval (15 minutes by default).",
+        "Licenses in use, purchased and installed (WMI Count, with the overdraft allowance) "
+        "per server and feature (PLD, e.g. XDT_PLT_UD). Data from WMI, read at most every "
+        "cache interval (15 minutes by default).",
         [target(f"sum by (instance, feature) (citrix_license_in_use{{{SEL}}})",
                 "A", "{{instance}} {{feature}} in use"),
+         target(f"sum by (instance, feature) (citrix_license_purchased{{{SEL}}})",
+                "B", "{{instance}} {{feature}} purchased"),
          target(f"sum by (instance, feature) (citrix_license_installed{{{SEL}}})",
-                "B", "{{instance}} {{feature}} installed")],
+                "C", "{{instance}} {{feature}} installed")],
         "none", decimals=0,
     ), 12, 8)
     lay.add(timeseries(
         "License usage ratio",
-        f"Licenses in use divided by licenses installed, per server and feature. Dashed lines: "
+        f"Licenses in use divided by licenses purchased, per server and feature (above 100 %: "
+        f"overdraft in use). Dashed lines: "
         f"{usage_high:.0%} (CitrixLicenseUsageHigh) and {usage_full:.0%} (CitrixLicenseUsageFull).",
         [target(usage_ratio, legend="{{instance}} {{feature}}")],
         "percentunit", thresholds=steps((GREEN, None), (ORANGE, usage_high), (RED, usage_full)),
@@ -456,11 +461,11 @@ def build(t: Thresholds) -> dict[str, Any]:
     ), 12, 8)
     lay.add(timeseries(
         "Overdraft",
-        "Per server and feature: licenses in use beyond those installed (overdraft being "
+        "Per server and feature: licenses in use beyond those purchased (overdraft being "
         "consumed; alert CitrixLicenseOverdraftInUse) and the overdraft licenses the pools "
         "allow (WMI Overdraft).",
         [target(f"clamp_min(sum by (instance, feature) (citrix_license_in_use{{{SEL}}}) "
-                f"- sum by (instance, feature) (citrix_license_installed{{{SEL}}}), 0)",
+                f"- sum by (instance, feature) (citrix_license_purchased{{{SEL}}}), 0)",
                 "A", "{{instance}} {{feature}} overdraft in use"),
          target(f"sum by (instance, feature) (citrix_license_overdraft{{{SEL}}})",
                 "B", "{{instance}} {{feature}} overdraft allowed")],
@@ -520,15 +525,20 @@ def build(t: Thresholds) -> dict[str, Any]:
     lay.row("Ports, services and certificate")
     lay.add(state_timeline(
         "Licensing ports",
-        "TCP connect to each licensing port (27000 license manager, 7279 CITRIX vendor "
-        "daemon, 8083 Web Services for Licensing) at every scrape. Alert: CitrixLicensePortDown.",
-        f"max by (instance, port) (citrix_license_port_up{{{SEL}}})",
-        "{{instance}} :{{port}}", UP_DOWN), 8, 8)
+        "TCP connect to each licensing port by role (license_manager: lmadmin, default 27000; "
+        "vendor_daemon: the CITRIX vendor daemon, default 7279; web_services: Web Services for "
+        "Licensing, default 8083) at every scrape, with the port number probed. "
+        "Alert: CitrixLicensePortDown.",
+        f"max by (instance, role, port) (citrix_license_port_up{{{SEL}}})",
+        "{{instance}} {{role}} :{{port}}", UP_DOWN), 8, 8)
     lay.add(state_timeline(
         "Windows services",
-        "The licensing Windows services as WMI reports them (over WinRM, cached). "
-        "Alert: CitrixLicenseServiceDown.",
-        f"max by (instance, service) (citrix_license_service_up{{{SEL}}})",
+        "The watched licensing Windows services as WMI reports them (over WinRM, cached): "
+        "running, installed but not running (alert CitrixLicenseServiceDown), or not "
+        "installed (alert CitrixLicenseServiceMissing when the module requires it).",
+        f"max by (instance, service) (citrix_license_service_up{{{SEL}}})\nor\n"
+        f"-1 * max by (instance, service) "
+        f'(citrix_license_service_state{{{SEL}, state="not_installed"}} == 1)',
         "{{instance}} {{service}}", RUNNING), 8, 8)
     lay.add(panel(
         "bargauge", "Web Services certificate: days left",

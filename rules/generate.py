@@ -77,12 +77,6 @@ class Thresholds:
             raise ThresholdError(f"thresholds.yml: {path} must be a non-empty string")
         return value
 
-    def flag(self, path: str) -> bool:
-        value = self._get(path)
-        if not isinstance(value, bool):
-            raise ThresholdError(f"thresholds.yml: {path} must be true or false, not {value!r}")
-        return value
-
     def names(self, path: str) -> list[str]:
         value = self._get(path)
         if not isinstance(value, list) or not value:
@@ -171,10 +165,12 @@ def lookup(
 INSTANCE = ("job", "instance")
 DAYS_VALUE = '{{ printf "%.1f" $value }}'
 IN_DAYS = '{{ if gt $value 0.0 }}in {{ printf "%.1f" $value }} days{{ else }}already past{{ end }}'
+#: In use over purchased (citrix_license_purchased: WMI Count without the overdraft allowance,
+#: docs/assumptions.md), so 1 means every bought license is in use and above 1 overdraft is.
 USAGE_RATIO = (
     "sum by (job, instance, feature) (citrix_license_in_use)\n"
     "/\n"
-    "(sum by (job, instance, feature) (citrix_license_installed) > 0)"
+    "(sum by (job, instance, feature) (citrix_license_purchased) > 0)"
 )
 
 
@@ -420,7 +416,7 @@ class Generator:
 
     def availability(self) -> dict[str, Any]:
         job = self.t.text("jobs.probe")
-        ports = regex_alt(self.t.names("availability.critical_ports"))
+        roles = regex_alt(self.t.names("availability.critical_port_roles"))
         services = regex_alt(self.t.names("availability.critical_services"))
         rules: list[dict[str, Any]] = []
 
@@ -481,25 +477,32 @@ class Generator:
         )
         summary = "A Citrix licensing port does not accept connections."
         description = fill(
-            "License Server {{ $labels.instance }} has not accepted TCP connections on port "
-            "{{ $labels.port }} for [[for]] (27000 license manager, 7279 CITRIX vendor daemon, "
-            "8083 Web Services for Licensing).",
+            "License Server {{ $labels.instance }} has not accepted TCP connections on its "
+            "{{ $labels.role }} port {{ $labels.port }} for [[for]] (license_manager: lmadmin, "
+            "vendor_daemon: the CITRIX vendor daemon, web_services: Web Services for Licensing).",
             **{"for": self.for_text("CitrixLicensePortDown")},
         )
         for severity, op in (("critical", "=~"), ("warning", "!~")):
             rules.append(
                 self.alert(
                     "CitrixLicensePortDown",
-                    f'citrix_license_port_up{{port{op}"{ports}"}} == 0',
+                    f'citrix_license_port_up{{role{op}"{roles}"}} == 0',
                     severity,
                     summary,
                     description,
                 )
             )
-        summary = "A Citrix licensing Windows service is not running."
+        summary = "A Citrix licensing Windows service is installed but not running."
         description = fill(
             "The Windows service {{ $labels.service }} on License Server {{ $labels.instance }} "
-            "has been reported stopped for [[for]] (WinRM data, cached up to 15 minutes).",
+            "is installed but has not been running for [[for]] (state: [[state]]; WinRM data, "
+            "cached up to 15 minutes).",
+            state=lookup(
+                "citrix_license_service_stateSEL == 1",
+                (*INSTANCE, "service"),
+                'label "state"',
+                "unknown",
+            ),
             **{"for": self.for_text("CitrixLicenseServiceDown")},
         )
         for severity, op in (("critical", "=~"), ("warning", "!~")):
@@ -507,6 +510,28 @@ class Generator:
                 self.alert(
                     "CitrixLicenseServiceDown",
                     f'citrix_license_service_up{{service{op}"{services}"}} == 0',
+                    severity,
+                    summary,
+                    description,
+                )
+            )
+        # Not installed alerts only for the services the module requires (winrm.services).
+        summary = "A required Citrix licensing Windows service is not installed."
+        description = fill(
+            "The Windows service {{ $labels.service }}, which the exporter module lists as "
+            "required, has not been installed on License Server {{ $labels.instance }} for "
+            "[[for]] (no Win32_Service matches its name or display name; WinRM data, cached up "
+            "to 15 minutes).",
+            **{"for": self.for_text("CitrixLicenseServiceMissing")},
+        )
+        for severity, op in (("critical", "=~"), ("warning", "!~")):
+            rules.append(
+                self.alert(
+                    "CitrixLicenseServiceMissing",
+                    f'citrix_license_service_state{{service{op}"{services}",'
+                    'state="not_installed"} == 1\n'
+                    "and on (job, instance, service)\n"
+                    "citrix_license_service_required == 1",
                     severity,
                     summary,
                     description,
@@ -779,12 +804,12 @@ class Generator:
         if not 0 < high < full:
             raise ThresholdError("licenses: need 0 < usage_high_ratio < usage_full_ratio")
         feature = (*INSTANCE, "feature")
-        installed = count_of("sum(citrix_license_installedSEL)", feature, "?")
+        purchased = count_of("sum(citrix_license_purchasedSEL)", feature, "?")
         usage = fill(
             "{{ $value | humanizePercentage }} of the {{ $labels.feature }} licenses on License "
-            "Server {{ $labels.instance }} are in use ([[in_use]] of [[installed]] installed).",
+            "Server {{ $labels.instance }} are in use ([[in_use]] of [[purchased]] purchased).",
             in_use=count_of("sum(citrix_license_in_useSEL)", feature, "?"),
-            installed=installed,
+            purchased=purchased,
         )
         rules.append(
             self.alert(
@@ -805,25 +830,21 @@ class Generator:
                 "grace period.",
             )
         )
-        # Whether WMI's Count (citrix_license_installed) includes the overdraft allowance is not
-        # publicly documented: thresholds.yml says which reading to use.
-        purchased = "sum by (job, instance, feature) (citrix_license_installed)"
-        if self.t.flag("licenses.installed_includes_overdraft"):
-            purchased = (
-                f"(\n  {purchased}\n  -\n"
-                "  sum by (job, instance, feature) (citrix_license_overdraft)\n)"
-            )
+        # citrix_license_purchased is WMI Count without the overdraft allowance (the exporter
+        # applies the module's winrm.count_includes_overdraft; docs/assumptions.md), so this
+        # fires whenever usage exceeds what was bought, however Count is reported.
         rules.append(
             self.alert(
                 "CitrixLicenseOverdraftInUse",
-                f"sum by (job, instance, feature) (citrix_license_in_use)\n>\n{purchased}",
+                "sum by (job, instance, feature) (citrix_license_in_use)\n>\n"
+                "sum by (job, instance, feature) (citrix_license_purchased)",
                 "warning",
                 "Citrix overdraft licenses are in use.",
                 fill(
                     '{{ printf "%.0f" $value }} {{ $labels.feature }} licenses are in use on '
-                    "License Server {{ $labels.instance }}, more than the [[installed]] "
-                    "installed: overdraft licenses are being consumed.",
-                    installed=installed,
+                    "License Server {{ $labels.instance }}, more than the [[purchased]] "
+                    "purchased: overdraft licenses are being consumed.",
+                    purchased=purchased,
                 ),
             )
         )

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from .citrix.catalog import MAX_DOCUMENT_BYTES, Release, parse_releases
+from .citrix.licensing import DEFAULT_SERVICES, ServiceSpec, parse_service_specs
 from .citrix.policy import DEFAULT_MINIMUM_BUILDS, MinimumBuild, PolicyConfig
 
 COLLECTORS = ("probe", "winrm", "controller", "cloud")
@@ -144,6 +145,10 @@ class WinRMConfig:
     cache_interval: float = 900.0
     log_tail_bytes: int = 256 * 1024
     max_response_bytes: int = 8 * 1024 * 1024
+    #: The Windows services watched (citrix/licensing.py DEFAULT_SERVICES: the four of 11.17.2).
+    services: tuple[ServiceSpec, ...] = DEFAULT_SERVICES
+    #: Whether WMI Count includes the overdraft allowance (docs/assumptions.md, Overdraft).
+    count_includes_overdraft: bool = True
 
     @property
     def effective_port(self) -> int:
@@ -517,7 +522,7 @@ def _winrm(r: Reader, raw: object, path: str) -> WinRMConfig:
         {
             "scheme", "port", "path", "auth", "username", "password", "password_file",
             "password_env", "allow_unencrypted", "tls", "cache_interval", "log_tail_bytes",
-            "max_response_bytes",
+            "max_response_bytes", "services", "count_includes_overdraft",
         },
     )
     scheme: Literal["https", "http"] = r.value(m, path, "scheme", _choice("https", "http"), "https")
@@ -548,6 +553,8 @@ def _winrm(r: Reader, raw: object, path: str) -> WinRMConfig:
         cache_interval=r.value(m, path, "cache_interval", parse_duration, 900.0),
         log_tail_bytes=r.value(m, path, "log_tail_bytes", _positive_int, 256 * 1024),
         max_response_bytes=r.value(m, path, "max_response_bytes", _positive_int, 8 * 1024 * 1024),
+        services=r.value(m, path, "services", parse_service_specs, DEFAULT_SERVICES),
+        count_includes_overdraft=r.value(m, path, "count_includes_overdraft", _bool, True),
     )
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
 from .citrix.controller_api import LICENSE_SERVER_STATUSES, unique_site_labels
-from .citrix.licensing import WinRMData
+from .citrix.licensing import SERVICE_STATES, WinRMData
 from .collectors.cloud import CloudData
 from .collectors.controller import ControllerData
 from .collectors.network import NetworkData
@@ -51,9 +51,15 @@ def ts(moment: datetime) -> float:
 
 
 def network_families(data: NetworkData, result: ProbeResult) -> Iterator[Metric]:
-    port_up = gauge("port_up", "1 if a TCP connection to the licensing port succeeded.", ["port"])
+    port_up = gauge(
+        "port_up",
+        "1 if a TCP connection to the licensing port succeeded. role: license_manager (lmadmin, "
+        "default 27000), vendor_daemon (CITRIX, default 7279) or web_services (Web Services for "
+        "Licensing, default 8083); port: the number probed for that role.",
+        ["role", "port"],
+    )
     for check in data.ports:
-        port_up.add_metric([str(check.port)], 1.0 if check.up else 0.0)
+        port_up.add_metric([check.name, str(check.port)], 1.0 if check.up else 0.0)
     yield port_up
     if data.certificate is not None:
         yield single(
@@ -73,20 +79,47 @@ def network_families(data: NetworkData, result: ProbeResult) -> Iterator[Metric]
 POOL_LABELS = ("feature", "product", "edition", "model", "license_type", "pool")
 
 
-def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
-    """What the WinRM collector read (cached: every HELP says the data may be that old)."""
+def service_families(data: WinRMData) -> Iterator[Metric]:
+    """The watched Windows services: not installed is told apart from installed but not
+    running (docs/metrics.md), and which of them the module requires."""
     service_up = gauge(
         "service_up",
-        "1 if the licensing Windows service is running, 0 if stopped or not installed."
-        + CACHED_NOTE,
+        "1 if the watched Windows service is running, 0 if it is installed but not running; "
+        "absent when it is not installed (see citrix_license_service_state)." + CACHED_NOTE,
+        ["service"],
+    )
+    state = gauge(
+        "service_state",
+        "The watched Windows service's state (Win32_Service.State in snake case, or "
+        "not_installed): one series per state, 1 for the current one." + CACHED_NOTE,
+        ["service", "state"],
+    )
+    required = gauge(
+        "service_required",
+        "1 if the module lists the service as required (winrm.services), so that its absence "
+        "alerts; 0 if it is watched only.",
         ["service"],
     )
     for service in data.services:
-        service_up.add_metric([service.name], 1.0 if service.running else 0.0)
+        if service.installed:
+            service_up.add_metric([service.name], 1.0 if service.running else 0.0)
+        current = service.state_label
+        for name in SERVICE_STATES:
+            state.add_metric([service.name, name], 1.0 if name == current else 0.0)
+        required.add_metric([service.name], 1.0 if service.required else 0.0)
     yield service_up
+    yield state
+    yield required
+
+
+def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
+    """What the WinRM collector read (cached: every HELP says the data may be that old)."""
+    yield from service_families(data)
 
     pool_metrics = {
-        "installed": ("installed", "Licenses installed in the pool (WMI Count)."),
+        "installed": ("installed", "Licenses installed in the pool as the License Server "
+                      "counts them (WMI Count; taken to include the overdraft allowance, see "
+                      "citrix_license_purchased)."),
         "in_use": ("in_use", "Licenses of the pool in use (WMI InUseCount)."),
         "available": ("available", "Licenses of the pool available (WMI PooledAvailable)."),
         "overdraft": ("overdraft", "Overdraft licenses of the pool (WMI Overdraft)."),
@@ -96,6 +129,14 @@ def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
                     POOL_LABELS)
         for attr, (name, doc) in pool_metrics.items()
     }
+    purchased = gauge(
+        "purchased",
+        "Licenses of the pool bought, without the overdraft allowance: WMI Count minus "
+        "Overdraft when the module's winrm.count_includes_overdraft is true (the default, from "
+        "public evidence: docs/assumptions.md), else Count. In use above this: overdraft in use."
+        " One series per pool; sum by (feature) for totals." + CACHED_NOTE,
+        POOL_LABELS,
+    )
     sa = gauge(
         "subscription_advantage_timestamp_seconds",
         "Subscription Advantage / Customer Success Services date of the pool (absent when the "
@@ -108,9 +149,11 @@ def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
                   pool.license_type or "unknown", pool.pool]
         for attr, family in families.items():
             family.add_metric(labels, float(getattr(pool, attr)))
+        purchased.add_metric(labels, float(pool.purchased(data.count_includes_overdraft)))
         if pool.subscription_advantage is not None:
             sa.add_metric(labels, ts(pool.subscription_advantage))
     yield from families.values()
+    yield purchased
     yield sa
 
     expiry = gauge(
@@ -282,11 +325,19 @@ def cloud_families(data: CloudData, result: ProbeResult) -> Iterator[Metric]:
             "1 if Citrix Cloud sees this License Server reporting (isPhoningHome)." + CLOUD_NOTE,
             1.0 if server.phoning_home else 0.0,
         )
+    if server.ever_reported is not None:
+        yield single(
+            "cloud_ever_reported",
+            "1 if Citrix Cloud has ever received data from this License Server "
+            "(isEverReported; absent when the list does not say)." + CLOUD_NOTE,
+            1.0 if server.ever_reported else 0.0,
+        )
     if server.last_phoning_home is not None:
         yield single(
             "cloud_last_report_timestamp_seconds",
             "When Citrix Cloud last received data from this License Server "
-            "(lastPhoningHomeTime). Absent when it never did." + CLOUD_NOTE,
+            "(lastPhoningHomeTime, ISO 8601 or the US form; read only when isEverReported is "
+            "not false). Absent when it never did." + CLOUD_NOTE,
             ts(server.last_phoning_home),
         )
     if server.compliant is not None:

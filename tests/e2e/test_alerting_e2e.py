@@ -45,8 +45,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("CitrixLicenseExpiring", "e2e-license-expiring"): "warning",
     ("CitrixLicenseWebCertificateExpiring", "e2e-stop-me"): "warning",
     ("CitrixLicenseWebCertificateExpiring", "e2e-cert-critical"): "critical",
-    # The simulated ports are ephemeral, not 27000/7279: the warning band of the rule.
-    ("CitrixLicensePortDown", "e2e-vendor-down"): "warning",
+    # The simulated ports are ephemeral, not 27000/7279: the rule is keyed on the role, so the
+    # vendor daemon still pages (issue 14 item 2).
+    ("CitrixLicensePortDown", "e2e-vendor-down"): "critical",
     ("CitrixLicenseServerUnreachable", "e2e-unreachable"): "critical",
     ("CitrixLicenseGracePeriodActive", "e2e-site-caching"): "critical",
     ("CitrixLicenseCachingModeActive", "e2e-site-caching"): "critical",

@@ -391,7 +391,7 @@ def cloud_scenarios(customer: str, **fault: Any) -> list[Scenario]:
                                  "last_report_hours_ago": 2, **fault}),
         scenario("cl-silent", cloud={"customer_id": customer, "fqdn": "ls-silent.example.test",
                                      "phoning_home": False, "last_report_hours_ago": 216,
-                                     "compliant": False}),
+                                     "compliant": False, "time_format": "iso"}),
         scenario("cl-never", cloud={"customer_id": customer, "fqdn": "ls-new.example.test",
                                     "phoning_home": False, "last_report_hours_ago": None,
                                     "compliant": False}),
@@ -418,12 +418,16 @@ def test_cloud_states_from_one_shared_fetch(fleet_of, make_exporter, tmp_path: P
     assert value(ok, "citrix_license_cloud_compliant") == 1
     last = value(ok, "citrix_license_cloud_last_report_timestamp_seconds")
     assert last is not None and abs(last - (now - 2 * 3600)) < 120
+    # cl-ok's time comes in the US form, cl-silent's in ISO 8601 (both forms of Citrix's own
+    # mock data); the list also holds the simulator's other servers in both forms.
+    assert value(ok, "citrix_license_cloud_ever_reported") == 1
     assert value(silent, "citrix_license_cloud_reporting") == 0
     assert value(silent, "citrix_license_cloud_compliant") == 0
     last = value(silent, "citrix_license_cloud_last_report_timestamp_seconds")
     assert last is not None and abs(last - (now - 216 * 3600)) < 120
     assert value(never, "citrix_license_cloud_reporting") == 0
     assert value(never, "citrix_license_cloud_last_report_timestamp_seconds") is None
+    assert value(never, "citrix_license_cloud_ever_reported") == 0
     assert value(gone, "citrix_license_cloud_listed") == 0
     assert value(gone, "citrix_license_cloud_reporting") is None
     fetched = {value(t, "citrix_license_cloud_list_fetch_timestamp_seconds")

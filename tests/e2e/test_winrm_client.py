@@ -12,7 +12,7 @@ import pytest
 from pypsrp.exceptions import AuthenticationError
 from pypsrp.wsman import WSMan
 
-from citrix_license_exporter.citrix.licensing import WinRMData
+from citrix_license_exporter.citrix.licensing import ServiceSpec, WinRMData
 from citrix_license_exporter.collectors import winrm as collector_module
 from citrix_license_exporter.collectors.base import CollectorError, Deadline
 from citrix_license_exporter.collectors.winrm import WinRMCollector
@@ -102,7 +102,7 @@ def test_every_transport_reads_the_same_data(sim: Sim, ca_file: str, auth: str,
         ("MPS_ENT_CCU", 250, 90), ("XDT_PLT_UD", 100, 0), ("XDT_PLT_UD", 500, 412)]
     assert len({p.pool for p in data.pools}) == 3
     assert {x.serial: x.expiry is None for x in data.licenses} == {"S1": False, "S2": True}
-    assert all(s.running for s in data.services) and len(data.services) == 6
+    assert all(s.running for s in data.services) and len(data.services) == 4
     t = data.telemetry
     assert t.consecutive_failures == 3
     assert t.pending_bundles == 3
@@ -217,14 +217,32 @@ def test_stopped_service_and_fallback_version(sim: Sim) -> None:
                                                                   "uninstall")
 
 
+def test_services_matched_by_display_name_on_the_wire(sim: Sim) -> None:
+    # The WQL filter names each service by Name and DisplayName; the simulator answers with
+    # the evidence's display names (Citrix_GTLicensingProv is "Citrix Licensing WMI").
+    specs = (ServiceSpec("Citrix Licensing WMI"), ServiceSpec("Citrix Licensing Support Service"),
+             ServiceSpec("CitrixLicensingConfigService", required=False))
+    data = collect(sim(services={"CtxLSPortSvc": "Paused"}), services=specs)
+    states = {s.name: (s.state_label, s.required) for s in data.services}
+    assert states == {"Citrix Licensing WMI": ("running", True),
+                      "Citrix Licensing Support Service": ("paused", True),
+                      "CitrixLicensingConfigService": ("not_installed", False)}
+
+
+def test_an_empty_service_list_reads_no_service(sim: Sim) -> None:
+    simulator = sim()
+    data = collect(simulator, services=())
+    assert data.services == ()
+    assert simulator.requests.count("Enumerate") == 2  # pools and licenses only
+
+
 def test_manual_telemetry_flag(sim: Sim) -> None:
     assert collect(sim(), telemetry="manual").telemetry_manual
 
 
 def test_no_licensing_service_visible_means_missing_rights(sim: Sim) -> None:
     hidden = dict.fromkeys(("Citrix Licensing", "CitrixWebServicesforLicensing",
-                            "CitrixLicensingSupportService", "Citrix_GTLicensingProv",
-                            "CtxLSPortSvc", "CitrixLicensingConfigService"), "NotInstalled")
+                            "Citrix_GTLicensingProv", "CtxLSPortSvc"), "NotInstalled")
     message, _ = failure(sim(services=hidden))
     assert message.startswith("Win32_Service lists none of the licensing services")
 

@@ -63,7 +63,14 @@ SERVERS = [
     server("ls-uploads-failing", uploads={"days": 30, "failing_days": 3}),
     server("ls-manual", telemetry="manual", uploads={"days": 20, "failing_days": 20}),
     server("ls-wrong-password", fault="wrong_password"),
-    server("ls-service-stopped", services={"Citrix Licensing": "Stopped"}),
+    server("ls-service-stopped", services={"Citrix Licensing": "Stopped",
+                                           "CtxLSPortSvc": "NotInstalled"}),
+    # Overdraft (docs/assumptions.md): WMI Count with the overdraft allowance (the default
+    # reading), and a server whose module says Count comes without it. 105 in use of 100 bought.
+    server("ls-count-with-overdraft",
+           pools=[{"pld": "XDT_PLT_UD", "purchased": 100, "overdraft": 10, "in_use": 105}]),
+    server("ls-count-without-overdraft", count_includes_overdraft=False,
+           pools=[{"pld": "XDT_PLT_UD", "purchased": 100, "overdraft": 10, "in_use": 105}]),
     server("ls-log-unexpected", uploader_log="2026-11-27 02:00:01 upload OK (new format)\r\n"),
     *(server(f"ls-fault-{f}", fault=f)
       for f in ("access_denied", "namespace_missing", "garbage_xml", "xml_bomb", "huge_answer",
@@ -116,6 +123,8 @@ def test_current_build_with_daily_uploads(setup: tuple[Fleet, ExporterProcess]) 
     big = datetime.fromtimestamp(now, UTC).date() + timedelta(days=200)
     pool = f"XDT_PLT_UD/Retail/{big.isoformat()}"
     assert value(text, "citrix_license_installed", pool=pool, **labels) == 500
+    # Count taken to include the overdraft allowance (the default): 500 - 50 bought.
+    assert value(text, "citrix_license_purchased", pool=pool, **labels) == 450
     assert value(text, "citrix_license_in_use", pool=pool) == 412
     assert value(text, "citrix_license_available", pool=pool) == 88
     assert value(text, "citrix_license_overdraft", pool=pool) == 50
@@ -133,10 +142,14 @@ def test_current_build_with_daily_uploads(setup: tuple[Fleet, ExporterProcess]) 
     assert value(text, "citrix_license_telemetry_pending_bundles") == 0
     assert value(text, "citrix_license_telemetry_oldest_pending_bundle_timestamp_seconds") is None
     assert value(text, "citrix_license_telemetry_manual") == 0
-    for service in ("Citrix Licensing", "CitrixWebServicesforLicensing",
-                    "CitrixLicensingSupportService", "Citrix_GTLicensingProv", "CtxLSPortSvc",
-                    "CitrixLicensingConfigService"):
+    services = ("Citrix Licensing", "CitrixWebServicesforLicensing", "Citrix_GTLicensingProv",
+                "CtxLSPortSvc")
+    for service in services:
         assert value(text, "citrix_license_service_up", service=service) == 1
+        assert value(text, "citrix_license_service_state", service=service, state="running") == 1
+        assert value(text, "citrix_license_service_required", service=service) == 1
+    assert {labels["service"] for labels, _ in _series(text, "citrix_license_service_up")} == set(
+        services)
     assert "may be up to the collector's cache interval old" in text.lower()
 
 
@@ -210,7 +223,29 @@ def test_licensing_service_stopped(setup: tuple[Fleet, ExporterProcess]) -> None
     text = probe(setup, "ls-service-stopped")
     assert value(text, "citrix_license_up") == 1
     assert value(text, "citrix_license_service_up", service="Citrix Licensing") == 0
-    assert value(text, "citrix_license_service_up", service="CtxLSPortSvc") == 1
+    assert value(text, "citrix_license_service_state", service="Citrix Licensing",
+                 state="stopped") == 1
+    assert value(text, "citrix_license_service_state", service="Citrix Licensing",
+                 state="not_installed") == 0
+    # Not installed is told apart from installed but not running: no service_up series.
+    assert value(text, "citrix_license_service_up", service="CtxLSPortSvc") is None
+    assert value(text, "citrix_license_service_state", service="CtxLSPortSvc",
+                 state="not_installed") == 1
+    assert value(text, "citrix_license_service_state", service="CtxLSPortSvc",
+                 state="stopped") == 0
+    assert value(text, "citrix_license_service_required", service="CtxLSPortSvc") == 1
+    assert value(text, "citrix_license_service_up", service="Citrix_GTLicensingProv") == 1
+
+
+@pytest.mark.parametrize(("name", "installed"), [("ls-count-with-overdraft", 110),
+                                                 ("ls-count-without-overdraft", 100)])
+def test_purchased_whichever_way_count_is_reported(setup: tuple[Fleet, ExporterProcess],
+                                                    name: str, installed: int) -> None:
+    text = probe(setup, name)
+    assert value(text, "citrix_license_installed", feature="XDT_PLT_UD") == installed
+    assert value(text, "citrix_license_overdraft", feature="XDT_PLT_UD") == 10
+    assert value(text, "citrix_license_purchased", feature="XDT_PLT_UD") == 100
+    assert value(text, "citrix_license_in_use", feature="XDT_PLT_UD") == 105
 
 
 FAULTS = {

@@ -113,8 +113,8 @@ def winrm(version: str = NEWEST, *, failing_days: int = 0, expires_days: float |
         "scheme": "http",
         "version": version,
         "pools": [
-            {"pld": "XDT_PLT_UD", "count": 200, "in_use": 120, "overdraft": 20, "sa_days": 300},
-            {"pld": "MPS_ENT_CCU", "count": 50, "in_use": 10, "overdraft": 5, "sa_days": 300},
+            {"pld": "XDT_PLT_UD", "purchased": 200, "in_use": 120, "overdraft": 20, "sa_days": 300},
+            {"pld": "MPS_ENT_CCU", "purchased": 50, "in_use": 10, "overdraft": 5, "sa_days": 300},
         ],
         "licenses": [license_entry],
         "uploads": {"days": 10, "failing_days": failing_days},

@@ -10,6 +10,7 @@ import pytest
 
 from citrix_license_exporter.citrix.cloud_api import (
     normalise_fqdn,
+    parse_cloud_time,
     parse_cloud_token,
     parse_license_servers,
 )
@@ -284,6 +285,49 @@ def test_license_server_list() -> None:
     assert servers["ls03.example.test"].compliant is False  # the most recent report wins
 
 
+# lastPhoningHomeTime in both forms of Citrix's own mock data (reference file, "Evidence of
+# 2026-12", Delivery Controller and Citrix Cloud): the US form and ISO 8601.
+@pytest.mark.parametrize(("text", "moment"), [
+    ("12/30/2015 12:21:15", datetime(2015, 12, 30, 12, 21, 15, tzinfo=UTC)),
+    ("2018-03-27T11:12:04.00+00:00", datetime(2018, 3, 27, 11, 12, 4, tzinfo=UTC)),
+    ("2018-03-27T13:12:04.00+02:00", datetime(2018, 3, 27, 11, 12, 4, tzinfo=UTC)),
+    ("3/7/2018 1:02:03 PM", datetime(2018, 3, 7, 13, 2, 3, tzinfo=UTC)),
+    ("3/7/2018 12:02:03 AM", datetime(2018, 3, 7, 0, 2, 3, tzinfo=UTC)),
+    ("12/30/2015", datetime(2015, 12, 30, tzinfo=UTC)),
+    (" 2026-05-01T09:00:00Z ", datetime(2026, 5, 1, 9, tzinfo=UTC)),
+])
+def test_cloud_times_in_both_forms(text: str, moment: datetime) -> None:
+    assert parse_cloud_time(text) == moment
+
+
+@pytest.mark.parametrize("text", ["30/12/2015 12:21:15", "2/30/2016 00:00:00",
+                                  "12/30/2015 13:00:00 PM", "12/30/15 12:21:15", "last week"])
+def test_cloud_times_that_do_not_exist_are_refused(text: str) -> None:
+    with pytest.raises(APIFormatError, match="not a"):
+        parse_cloud_time(text)
+
+
+def test_us_time_in_the_list_does_not_fail_and_is_ever_reported_comes_first() -> None:
+    servers = parse_license_servers({"licenseServersStatus": [
+        {"fqdn": "us.example.test", "isEverReported": True,
+         "lastPhoningHomeTime": "12/30/2015 12:21:15"},
+        {"fqdn": "iso.example.test", "lastPhoningHomeTime": "2018-03-27T11:12:04.00+00:00"},
+        # Never reported: the time is not read, whatever it holds (the scripts check first).
+        {"fqdn": "never.example.test", "isEverReported": False,
+         "lastPhoningHomeTime": "garbage that would not parse"},
+        {"fqdn": "minvalue.example.test", "lastPhoningHomeTime": "1/1/0001 12:00:00 AM"},
+    ]})
+    assert servers["us.example.test"].last_phoning_home == datetime(2015, 12, 30, 12, 21, 15,
+                                                                    tzinfo=UTC)
+    assert servers["us.example.test"].ever_reported is True
+    assert servers["iso.example.test"].last_phoning_home == datetime(2018, 3, 27, 11, 12, 4,
+                                                                     tzinfo=UTC)
+    assert servers["iso.example.test"].ever_reported is None
+    never = servers["never.example.test"]
+    assert (never.ever_reported, never.last_phoning_home) == (False, None)
+    assert servers["minvalue.example.test"].last_phoning_home is None
+
+
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
@@ -297,6 +341,8 @@ def test_license_server_list() -> None:
          "lastPhoningHomeTime: not an ISO 8601 time"),
         ({"licenseServersStatus": [{"fqdn": "a", "lastPhoningHomeTime": 1700000000}]},
          "lastPhoningHomeTime: expected a time or null"),
+        ({"licenseServersStatus": [{"fqdn": "a", "isEverReported": "yes"}]},
+         "isEverReported: expected true, false or null"),
     ],
 )
 def test_malformed_license_server_lists(doc: object, message: str) -> None:

@@ -126,7 +126,6 @@ def test_rules_file_matches_thresholds() -> None:
         ("update_deadline.critical_days", 40, "warning days > critical days"),
         ("licenses.usage_high_ratio", "high", "number"),
         ("site.ready_statuses", ['Las"Compatible'], "plain string"),
-        ("licenses.installed_includes_overdraft", "no", "true or false"),
     ],
 )
 def test_generator_rejects_bad_thresholds(

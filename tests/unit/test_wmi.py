@@ -9,12 +9,18 @@ from pathlib import Path
 import pytest
 
 from citrix_license_exporter.citrix.licensing import (
+    DEFAULT_SERVICES,
     PERMANENT,
+    SERVICE_DISPLAY_NAMES,
+    SERVICE_STATES,
     LicensePool,
     ParseError,
+    ServiceSpec,
+    ServiceState,
     assign_pool_ids,
     parse_citrix_date,
     parse_pld,
+    parse_service_specs,
 )
 from citrix_license_exporter.citrix.wmi import (
     enumeration_page,
@@ -242,19 +248,93 @@ def test_license_without_expiration_is_an_error() -> None:
 # -- services ---------------------------------------------------------------------------------
 
 
+def test_default_services_are_the_four_of_the_evidence() -> None:
+    # Reference "Evidence of 2026-12", Services: the 11.17.2 build 44000 docs and the community
+    # scripts run against real servers agree on four services; CitrixLicensingSupportService
+    # and CitrixLicensingConfigService appear only in old or unverified scripts.
+    assert [s.name for s in DEFAULT_SERVICES] == [
+        "Citrix Licensing", "CitrixWebServicesforLicensing", "Citrix_GTLicensingProv",
+        "CtxLSPortSvc"]
+    assert all(s.required for s in DEFAULT_SERVICES)
+    assert SERVICE_DISPLAY_NAMES["Citrix_GTLicensingProv"] == "Citrix Licensing WMI"
+    assert SERVICE_DISPLAY_NAMES["CtxLSPortSvc"] == "Citrix Licensing Support Service"
+
+
 def test_services_from_fixture() -> None:
     states = {s.name: s for s in parse_services(page("enumerate_services.xml").instances)}
+    assert list(states) == [s.name for s in DEFAULT_SERVICES]
     assert states["Citrix Licensing"].running
-    assert states["CitrixWebServicesforLicensing"].state == "Stopped"
-    assert not states["CitrixWebServicesforLicensing"].running
-    assert states["CtxLSPortSvc"].state == "NotFound"  # not in the answer
-    assert len(states) == 6
+    assert states["Citrix_GTLicensingProv"].running
+    web = states["CitrixWebServicesforLicensing"]
+    assert (web.installed, web.running, web.state_label) == (True, False, "stopped")
+    port = states["CtxLSPortSvc"]  # not in the answer: not installed, told apart from stopped
+    assert (port.installed, port.running, port.state_label) == (False, False, "not_installed")
 
 
-def test_services_query_names_every_service() -> None:
+def test_services_query_names_every_service_by_name_and_display_name() -> None:
     query = services_query()
-    assert query.startswith("SELECT * FROM Win32_Service WHERE Name = 'Citrix Licensing' OR ")
-    assert query.count(" OR ") == 5
+    assert query.startswith(
+        "SELECT * FROM Win32_Service WHERE Name = 'Citrix Licensing' OR "
+        "DisplayName = 'Citrix Licensing' OR Name = 'CitrixWebServicesforLicensing' OR ")
+    assert query.count(" OR ") == 7
+    assert services_query([ServiceSpec("Citrix Licensing WMI")]) == (
+        "SELECT * FROM Win32_Service WHERE Name = 'Citrix Licensing WMI' OR "
+        "DisplayName = 'Citrix Licensing WMI'")
+
+
+def test_service_matched_by_display_name_and_name_first() -> None:
+    instances = [
+        {"Name": "Citrix_GTLicensingProv", "DisplayName": "Citrix Licensing WMI",
+         "State": "Running"},
+        # A display name equal to another service's name loses to that name.
+        {"Name": "Decoy", "DisplayName": "CtxLSPortSvc", "State": "Stopped"},
+        {"Name": "CtxLSPortSvc", "DisplayName": "Citrix Licensing Support Service",
+         "State": "Start Pending"},
+    ]
+    specs = (ServiceSpec("citrix licensing wmi"), ServiceSpec("CtxLSPortSvc", required=False),
+             ServiceSpec("Citrix Licensing Support Service"))
+    wmi_provider, port, by_display = parse_services(instances, specs)
+    assert (wmi_provider.name, wmi_provider.state, wmi_provider.required) == (
+        "citrix licensing wmi", "Running", True)
+    assert (port.state_label, port.required) == ("start_pending", False)
+    assert by_display.state == "Start Pending"
+
+
+@pytest.mark.parametrize(("state", "label"), [
+    ("Running", "running"), ("Stopped", "stopped"), ("Stop Pending", "stop_pending"),
+    ("Paused", "paused"), ("Continue Pending", "continue_pending"), ("Unknown", "unknown"),
+    ("Degraded (new in a later Windows)", "unknown"), ("NotFound", "not_installed"),
+])
+def test_service_state_labels_are_a_closed_set(state: str, label: str) -> None:
+    assert ServiceState("X", state).state_label == label
+    assert label in SERVICE_STATES
+
+
+def test_service_specs_from_config() -> None:
+    assert parse_service_specs(["Citrix Licensing", {"name": "CtxLSPortSvc", "required": False},
+                                {"name": "Citrix Licensing WMI"}]) == (
+        ServiceSpec("Citrix Licensing"), ServiceSpec("CtxLSPortSvc", False),
+        ServiceSpec("Citrix Licensing WMI"))
+    assert parse_service_specs([]) == ()
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("Citrix Licensing", "expected a list"),
+    (["It's"], r"\[0\]: expected a service name"),
+    (["a\\b"], "without quotes, backslashes"),
+    (["ok", "x" * 257], r"\[1\]: expected a service name or display name of 1-256"),
+    (["", "x"], r"\[0\]"),
+    (["   "], r"\[0\]"),
+    (["tab\there"], "control characters"),
+    ([{"name": "A", "required": "yes"}], r"\[0\]\.required: expected true or false"),
+    ([{"name": "A", "optional": True}], "unknown keys"),
+    ([{"required": True}], r"\[0\]: expected a service name"),
+    (["CtxLSPortSvc", "ctxlsportsvc"], r"\[1\]: service 'ctxlsportsvc' is listed twice"),
+    ([7], r"\[0\]"),
+])
+def test_service_specs_refuse_bad_entries(raw: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_service_specs(raw)
 
 
 # -- faults -----------------------------------------------------------------------------------

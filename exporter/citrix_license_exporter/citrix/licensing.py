@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -33,27 +33,103 @@ def excerpt(text: str, limit: int = 40) -> str:
 # ---------------------------------------------------------------------------------------------
 # The licensing Windows services
 
-#: Service names (Win32_Service.Name) of a License Server, in the order they are reported.
-LICENSING_SERVICES: tuple[str, ...] = (
-    "Citrix Licensing",
-    "CitrixWebServicesforLicensing",
-    "CitrixLicensingSupportService",
-    "Citrix_GTLicensingProv",
-    "CtxLSPortSvc",
-    "CitrixLicensingConfigService",
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A Windows service the WinRM collector watches: matched by Win32_Service ``Name`` or
+    ``DisplayName`` (case-insensitive). ``required``: a server without it is broken (alert)."""
+
+    name: str
+    required: bool = True
+
+
+#: The services of an 11.17.2 License Server (Win32_Service.Name -> DisplayName), as the
+#: reference's "Evidence of 2026-12" (Services) gives them: the Licensing 11.17.2 build 44000
+#: docs home page names "Citrix Web Services for Licensing, Citrix Licensing Support Service,
+#: Citrix Licensing WMI, CITRIX vendor daemon"; community health-check scripts run against real
+#: servers check CtxLSPortSvc, Citrix Licensing, Citrix_GTLicensingProv and
+#: CitrixWebServicesForLicensing; an 11.14 install script gives the display names. Not here:
+#: CitrixLicensingSupportService and CitrixLicensingConfigService, which appear only in old or
+#: unverified scripts (docs/assumptions.md).
+SERVICE_DISPLAY_NAMES: Mapping[str, str] = {
+    "Citrix Licensing": "Citrix Licensing",
+    "CitrixWebServicesforLicensing": "Citrix Web Services for Licensing",
+    "Citrix_GTLicensingProv": "Citrix Licensing WMI",
+    "CtxLSPortSvc": "Citrix Licensing Support Service",
+}
+DEFAULT_SERVICES: tuple[ServiceSpec, ...] = tuple(ServiceSpec(n) for n in SERVICE_DISPLAY_NAMES)
+#: Service names of the default list, in the order they are reported.
+LICENSING_SERVICES: tuple[str, ...] = tuple(SERVICE_DISPLAY_NAMES)
+
+#: Win32_Service.State values (Microsoft's Win32_Service class docs) as label values, plus
+#: ``not_installed`` for a service Windows does not list. One 0/1 series per state.
+SERVICE_STATES: tuple[str, ...] = (
+    "running", "stopped", "start_pending", "stop_pending", "continue_pending", "pause_pending",
+    "paused", "unknown", "not_installed",
 )
+NOT_FOUND = "NotFound"
+#: Windows service names are at most 256 characters (CreateService); display names too.
+MAX_SERVICE_NAME = 256
+_SERVICE_NAME = re.compile(r"^[^'\\\x00-\x1f\x7f]{1,256}$")
+
+
+def parse_service_specs(raw: object) -> tuple[ServiceSpec, ...]:
+    """The ``winrm.services`` setting: a list of names (required) or ``{name, required}``.
+
+    Names go into a WQL string literal, so quotes, backslashes and control characters are
+    refused rather than escaped. An empty list watches no service.
+    """
+    if not isinstance(raw, list):
+        raise ValueError("expected a list of service names or {name, required} mappings")
+    specs: list[ServiceSpec] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        where = f"[{index}]"
+        if isinstance(item, dict):
+            unknown = set(item) - {"name", "required"}
+            if unknown:
+                raise ValueError(f"{where}: unknown keys {sorted(map(str, unknown))} "
+                                 "(allowed: name, required)")
+            name, required = item.get("name"), item.get("required", True)
+            if not isinstance(required, bool):
+                raise ValueError(f"{where}.required: expected true or false")
+        else:
+            name, required = item, True
+        if (not isinstance(name, str) or not _SERVICE_NAME.match(name) or not name.strip()
+                or not name.isprintable()):
+            raise ValueError(
+                f"{where}: expected a service name or display name of 1-{MAX_SERVICE_NAME} "
+                "characters without quotes, backslashes or control characters"
+            )
+        if name.lower() in seen:
+            raise ValueError(f"{where}: service {name!r} is listed twice")
+        seen.add(name.lower())
+        specs.append(ServiceSpec(name, required))
+    return tuple(specs)
 
 
 @dataclass(frozen=True)
 class ServiceState:
-    name: str
+    name: str  # as configured (the ``service`` label)
     #: Win32_Service.State ("Running", "Stopped", ...), or "NotFound" when no such service.
     state: str
     start_mode: str | None = None
+    required: bool = True
 
     @property
     def running(self) -> bool:
         return self.state == "Running"
+
+    @property
+    def installed(self) -> bool:
+        return self.state != NOT_FOUND
+
+    @property
+    def state_label(self) -> str:
+        """The state as one of SERVICE_STATES (anything Windows may add later: unknown)."""
+        if not self.installed:
+            return "not_installed"
+        label = self.state.strip().lower().replace(" ", "_")
+        return label if label in SERVICE_STATES else "unknown"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,6 +268,14 @@ class LicensePool:
     #: A stable id, unique within one server: see assign_pool_ids().
     pool: str = ""
 
+    def purchased(self, count_includes_overdraft: bool) -> int:
+        """Licenses bought: Count without the overdraft allowance when Count includes it (the
+        evidence-based default, docs/assumptions.md), else Count. Never below 0, and a negative
+        Overdraft is no allowance (it must not raise the purchased count and hide overdraft)."""
+        if not count_includes_overdraft:
+            return self.installed
+        return max(0, self.installed - max(0, self.overdraft))
+
 
 def _pool_base(pool: LicensePool) -> str:
     sa = pool.subscription_advantage.strftime("%Y-%m-%d") if pool.subscription_advantage else "none"
@@ -311,4 +395,6 @@ class WinRMData:
     telemetry_manual: bool
     #: Whether the uploader log existed; its size in bytes (None: no log file).
     uploader_log_bytes: int | None = None
+    #: The module's winrm.count_includes_overdraft: how citrix_license_purchased is derived.
+    count_includes_overdraft: bool = True
     notes: tuple[str, ...] = field(default_factory=tuple)

@@ -18,11 +18,13 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from .licensing import (
-    LICENSING_SERVICES,
+    DEFAULT_SERVICES,
+    NOT_FOUND,
     PERMANENT,
     License,
     LicensePool,
     ParseError,
+    ServiceSpec,
     ServiceState,
     assign_pool_ids,
     excerpt,
@@ -48,10 +50,13 @@ CIMV2_ALL_URI = f"{WMI_BASE}/root/cimv2/*"
 WQL_DIALECT = "http://schemas.microsoft.com/wbem/wsman/1/WQL"
 
 
-def services_query(names: Iterable[str] = LICENSING_SERVICES) -> str:
-    """The WQL filter for the licensing services (service names never contain a quote)."""
-    conditions = " OR ".join(f"Name = '{name}'" for name in names)
-    return f"SELECT * FROM Win32_Service WHERE {conditions}"  # noqa: S608 (fixed names)
+def services_query(services: Iterable[ServiceSpec] = DEFAULT_SERVICES) -> str:
+    """The WQL filter for the watched services, by name or display name. The names carry no
+    quote or backslash (``parse_service_specs`` refuses them), so they need no escaping."""
+    conditions = " OR ".join(
+        f"Name = '{spec.name}' OR DisplayName = '{spec.name}'" for spec in services
+    )
+    return f"SELECT * FROM Win32_Service WHERE {conditions}"  # noqa: S608 (checked names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,23 +290,26 @@ def parse_licenses(instances: Iterable[Instance]) -> tuple[License, ...]:
 
 
 def parse_services(
-    instances: Iterable[Instance], names: Iterable[str] = LICENSING_SERVICES
+    instances: Iterable[Instance], services: Iterable[ServiceSpec] = DEFAULT_SERVICES
 ) -> tuple[ServiceState, ...]:
-    """The state of each licensing service; a service WMI does not list is ``NotFound``."""
+    """The state of each watched service, matched by ``Name`` first, then by ``DisplayName``
+    (both case-insensitive, as Windows compares them); a service WMI does not list is
+    ``NotFound`` (not installed)."""
     by_name: dict[str, Instance] = {}
+    by_display: dict[str, Instance] = {}
     for instance in instances:
-        for key in ("Name", "DisplayName"):
+        for key, index in (("Name", by_name), ("DisplayName", by_display)):
             value = instance.get(key)
             if value:
-                by_name.setdefault(value.lower(), instance)
+                index.setdefault(value.lower(), instance)
     result = []
-    for name in names:
-        found = by_name.get(name.lower())
+    for spec in services:
+        found = by_name.get(spec.name.lower()) or by_display.get(spec.name.lower())
         if found is None:
-            result.append(ServiceState(name, "NotFound"))
+            result.append(ServiceState(spec.name, NOT_FOUND, required=spec.required))
             continue
         state = found.get("State")
         if not state:
-            raise ParseError(f"Win32_Service {excerpt(name)}: property State is missing")
-        result.append(ServiceState(name, state, found.get("StartMode")))
+            raise ParseError(f"Win32_Service {excerpt(spec.name)}: property State is missing")
+        result.append(ServiceState(spec.name, state, found.get("StartMode"), spec.required))
     return tuple(result)

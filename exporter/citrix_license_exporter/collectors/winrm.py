@@ -4,7 +4,8 @@ Fetch only; it names no metric. What it does on the server, in this order:
 
 1. WS-Management Enumerate (+ Pull) of the WMI classes ``root\\CitrixLicensing\\
    Citrix_GT_License_Pool`` and ``Citrix_GT_License``;
-2. Enumerate of ``root\\cimv2`` with a WQL filter for the six licensing services;
+2. Enumerate of ``root\\cimv2`` with a WQL filter for the watched services (``winrm.services``;
+   default the four of an 11.17.2 License Server), by name or display name;
 3. one WinRS shell running one fixed, read-only PowerShell command (citrix/onbox.py) for the
    installed version, the end of the uploader log and the upload bundle names.
 
@@ -522,8 +523,13 @@ class WinRMCollector:
                 licenses = parse_licenses(client.enumerate(LICENSE_URI))
                 namespace = "root\\cimv2"
                 budget.phase = "reading WMI Win32_Service"
-                services = parse_services(client.enumerate(CIMV2_ALL_URI, services_query()))
-                if all(s.state == "NotFound" for s in services):
+                services: tuple[ServiceState, ...] = ()
+                if cfg.services:
+                    services = parse_services(
+                        client.enumerate(CIMV2_ALL_URI, services_query(cfg.services)),
+                        cfg.services,
+                    )
+                if services and not any(s.installed for s in services):
                     # WMI root\CitrixLicensing answered, so licensing is installed: an empty
                     # answer here means the account may not list services.
                     raise WinRMCollectorError(
@@ -539,7 +545,8 @@ class WinRMCollector:
                     )
                 budget.phase = "reading the on-box script output"
                 onbox = parse_output(stdout, cfg.log_tail_bytes)
-                data = self._data(target, pools, licenses, services, onbox)
+                data = self._data(target, pools, licenses, services, onbox,
+                                  cfg.count_includes_overdraft)
                 log.debug(
                     "winrm collection done",
                     extra={"fields": {"target": target.name, "pools": len(pools),
@@ -561,6 +568,7 @@ class WinRMCollector:
         licenses: tuple[License, ...],
         services: tuple[ServiceState, ...],
         onbox: OnBoxData,
+        count_includes_overdraft: bool = True,
     ) -> WinRMData:
         if not onbox.ls_exists:
             raise WinRMCollectorError(
@@ -585,5 +593,6 @@ class WinRMCollector:
             telemetry=telemetry,
             telemetry_manual=target.telemetry == "manual",
             uploader_log_bytes=onbox.log_size,
+            count_includes_overdraft=count_includes_overdraft,
         )
 

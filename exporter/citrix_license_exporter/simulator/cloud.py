@@ -18,6 +18,7 @@ Scenario section (all keys optional)::
       listed: true                 # false: Citrix Cloud does not list this License Server
       phoning_home: true           # isPhoningHome
       last_report_hours_ago: 3     # lastPhoningHomeTime = now - this; null: never reported
+      time_format: us              # us (12/30/2015 12:21:15) | iso (...T11:12:04.00+00:00)
       compliant: true              # isCompliant
       expired: false
       days_to_expire: 300
@@ -46,7 +47,10 @@ CLIENT_SECRET = "Sim-cloud-client-secret-do-not-log"  # noqa: S105 - simulated
 DEFAULT_CUSTOMER = "simulated-customer"
 
 _KEYS = {"customer_id", "fqdn", "listed", "phoning_home", "last_report_hours_ago", "compliant",
-         "expired", "days_to_expire", "fault"}
+         "expired", "days_to_expire", "fault", "time_format"}
+#: lastPhoningHomeTime as Citrix's own mock data writes it (reference file, "Evidence of
+#: 2026-12"): the US form ``12/30/2015 12:21:15`` and ISO 8601 ``2018-03-27T11:12:04.00+00:00``.
+TIME_FORMATS = {"us": "%m/%d/%Y %H:%M:%S", "iso": "%Y-%m-%dT%H:%M:%S.00+00:00"}
 _BEARER = re.compile(r"^CwsAuth\s+bearer=(\S+)$", re.IGNORECASE)
 _LIST = re.compile(r"^/([^/]+)/licenseservers/?$", re.IGNORECASE)
 
@@ -62,6 +66,8 @@ class CloudScenario:
     expired: bool = False
     days_to_expire: int = 300
     fault: str = "none"
+    #: us | iso: how lastPhoningHomeTime is written (the default: the US form of the mock data).
+    time_format: str = "us"
 
     def entry(self, now: datetime) -> dict[str, Any]:
         last = (None if self.last_report_hours_ago is None
@@ -71,7 +77,9 @@ class CloudScenario:
             "hostID": self.fqdn.split(".")[0].upper(),
             "fqdn": self.fqdn,
             "isPhoningHome": self.phoning_home,
-            "lastPhoningHomeTime": None if last is None else last.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastPhoningHomeTime": (
+                None if last is None else last.strftime(TIME_FORMATS[self.time_format])
+            ),
             "isEverReported": last is not None,
             "isFoundInBackOffice": True,
             "isNonCspLicenseInstalled": False,
@@ -96,9 +104,27 @@ def parse_cloud_section(raw: object, source: str, scenario_name: str) -> CloudSc
     section = CloudScenario(**raw)
     if not section.fqdn:
         section.fqdn = f"{scenario_name}.example.test"
+    if section.time_format not in TIME_FORMATS:
+        raise ScenarioError(f"{where}.time_format: {section.time_format!r} (us or iso)")
     if section.fault not in FAULT_KINDS:
         raise ScenarioError(f"{where}.fault: {section.fault!r} (known: {', '.join(FAULT_KINDS)})")
     return section
+
+
+#: Other License Servers of the simulated customer, never a target: the list always holds both
+#: time forms and a never-reported server whose time is a placeholder (.NET DateTime.MinValue
+#: in the US form: SIMULATED, no public capture shows what such an entry holds), so every test
+#: that reads the list reads them too.
+OTHER_SERVERS: list[dict[str, Any]] = [
+    {"fqdn": "ls-other-us.simulated.invalid", "isPhoningHome": True, "isEverReported": True,
+     "lastPhoningHomeTime": "12/30/2015 12:21:15", "isCompliant": True, "isExpired": False},
+    {"fqdn": "ls-other-iso.simulated.invalid", "isPhoningHome": True, "isEverReported": True,
+     "lastPhoningHomeTime": "2018-03-27T11:12:04.00+00:00", "isCompliant": True,
+     "isExpired": False},
+    {"fqdn": "ls-other-never.simulated.invalid", "isPhoningHome": False,
+     "isEverReported": False, "lastPhoningHomeTime": "1/1/0001 12:00:00 AM",
+     "isCompliant": False, "isExpired": False},
+]
 
 
 class CloudSimulator(JSONServer):
@@ -162,7 +188,8 @@ class CloudSimulator(JSONServer):
         now = datetime.now(UTC)
         with self._data_lock:
             entries = [s.entry(now) for s in self.servers.values() if s.listed]
-        return Answer(200, {"customerId": self.customer_id, "licenseServersStatus": entries})
+        return Answer(200, {"customerId": self.customer_id,
+                            "licenseServersStatus": entries + OTHER_SERVERS})
 
 
 _SHARED_LOCK = threading.Lock()

@@ -18,10 +18,17 @@ Scenario section (all keys optional)::
       fault: none             # see FAULTS below
       version: "11.17.2.0 build 56200"          # registry Install\\Version (null: absent)
       display_version: "11.17.2.0 build 56200"  # Uninstall DisplayVersion (default: version)
-      services: {Citrix Licensing: Stopped}     # Win32_Service.State; unlisted: Running
+      services: {Citrix Licensing: Stopped}     # Win32_Service.State; NotInstalled: absent
+                              # unlisted: Running. The four services of 11.17.2 (name and
+                              # display name, citrix/licensing.py SERVICE_DISPLAY_NAMES) are
+                              # always there; other names listed here are added.
       pools:                  # Citrix_GT_License_Pool instances
-        - {pld: XDT_PLT_UD, count: 500, in_use: 412, overdraft: 50,
+        - {pld: XDT_PLT_UD, purchased: 500, overdraft: 50, in_use: 412,
            license_type: Retail, sa_days: 200}  # SA date: now + sa_days (or sa: "2027.0115")
+        # WMI Count: `count` as given, or from `purchased`: purchased + overdraft (as the
+        # License Server's console counts them: docs/assumptions.md, Overdraft)
+      count_includes_overdraft: true  # false: Count = purchased; the exporter module of
+                              # this server is then configured the same way
       licenses:               # Citrix_GT_License instances
         - {serial: LA-0001, pld: XDT_PLT_UD, expires_days: 200}  # or expires: permanent
       uploads: {days: 30, failing_days: 0, hour_offset: 1}  # daily compliance uploads
@@ -67,7 +74,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ..citrix.licensing import LICENSING_SERVICES
+from ..citrix.licensing import SERVICE_DISPLAY_NAMES
 from ..citrix.onbox import HEADER, match_script
 from ..citrix.wmi import CIMV2_ALL_URI, LICENSE_URI, POOL_URI, WMI_BASE
 from .scenario import Scenario, ScenarioError
@@ -156,11 +163,12 @@ class WinRMScenario:
     hour_offset: float = 1.0
     uploader_log: str | None = None
     page_size: int = 20
+    count_includes_overdraft: bool = True
 
 
 _SECTION_KEYS = {
     "auth", "scheme", "telemetry", "fault", "version", "display_version", "services", "pools",
-    "licenses", "uploads", "uploader_log", "page_size",
+    "licenses", "uploads", "uploader_log", "page_size", "count_includes_overdraft",
 }
 
 
@@ -179,7 +187,12 @@ def parse_winrm_section(raw: object, source: str) -> WinRMScenario:
         return str(value)
 
     version = raw.get("version", WinRMScenario.version)
-    pools = tuple(_pool(p, f"{where}.pools[{i}]") for i, p in enumerate(raw.get("pools") or []))
+    includes = raw.get("count_includes_overdraft", True)
+    if not isinstance(includes, bool):
+        raise ScenarioError(f"{where}.count_includes_overdraft: true or false")
+    pools = tuple(
+        _pool(p, f"{where}.pools[{i}]", includes) for i, p in enumerate(raw.get("pools") or [])
+    )
     licenses = tuple(
         _license(x, f"{where}.licenses[{i}]") for i, x in enumerate(raw.get("licenses") or [])
     )
@@ -207,19 +220,24 @@ def parse_winrm_section(raw: object, source: str) -> WinRMScenario:
         hour_offset=float(uploads.get("hour_offset", 1.0)),
         uploader_log=raw.get("uploader_log"),
         page_size=max(1, int(raw.get("page_size", 20))),
+        count_includes_overdraft=includes,
     )
 
 
-def _pool(raw: object, where: str) -> PoolSpec:
-    if not isinstance(raw, dict) or "pld" not in raw or "count" not in raw:
-        raise ScenarioError(f"{where}: needs at least pld and count")
-    count, in_use = int(raw["count"]), int(raw.get("in_use", 0))
+def _pool(raw: object, where: str, count_includes_overdraft: bool = True) -> PoolSpec:
+    if not isinstance(raw, dict) or "pld" not in raw or ("count" in raw) == ("purchased" in raw):
+        raise ScenarioError(f"{where}: needs pld and one of count, purchased")
+    overdraft, in_use = int(raw.get("overdraft", 0)), int(raw.get("in_use", 0))
+    if "count" in raw:
+        count = int(raw["count"])
+    else:  # WMI Count includes the overdraft allowance, as the evidence suggests (by default)
+        count = int(raw["purchased"]) + (overdraft if count_includes_overdraft else 0)
     return PoolSpec(
         pld=str(raw["pld"]),
         count=count,
         in_use=in_use,
         available=int(raw.get("available", max(0, count - in_use))),
-        overdraft=int(raw.get("overdraft", 0)),
+        overdraft=overdraft,
         license_type=str(raw.get("license_type", "Retail")),
         sa=None if raw.get("sa") is None else str(raw["sa"]),
         sa_days=None if raw.get("sa_days") is None else float(raw["sa_days"]),
@@ -298,15 +316,22 @@ class ServerState:
         ]
 
     def service_instances(self, names: Iterable[str]) -> list[dict[str, str | None]]:
+        """The services whose Name or DisplayName the WQL filter names (case-insensitive)."""
         wanted = {n.lower() for n in names}
+        installed = dict(SERVICE_DISPLAY_NAMES)
+        for extra in self.scenario.services:
+            if extra not in installed and extra.lower() not in {
+                d.lower() for d in SERVICE_DISPLAY_NAMES.values()
+            }:
+                installed[extra] = extra
         result: list[dict[str, str | None]] = []
-        for name in LICENSING_SERVICES:
+        for name, display in installed.items():
             state = self.scenario.services.get(name, "Running")
-            if name.lower() not in wanted or state == "NotInstalled":
+            if not {name.lower(), display.lower()} & wanted or state == "NotInstalled":
                 continue
             result.append({
                 "AcceptPause": "false", "AcceptStop": str(state == "Running").lower(),
-                "Caption": name, "DisplayName": name, "Name": name,
+                "Caption": display, "DisplayName": display, "Name": name,
                 "StartMode": "Auto", "Started": str(state == "Running").lower(),
                 "State": state, "Status": "OK",
             })
@@ -659,7 +684,8 @@ class WinRMSimulator:
             if not re.match(r"^\s*SELECT \* FROM Win32_Service WHERE ", query, re.IGNORECASE):
                 raise _SoapFault(fault_body("w:CannotProcessFilter", 2150858804,
                                             "The filter is not supported by the simulator."))
-            names = re.findall(r"Name\s*=\s*'([^']*)'", query)
+            # Name = '...' and DisplayName = '...' conditions alike.
+            names = re.findall(r"\b(?:Display)?Name\s*=\s*'([^']*)'", query)
             class_uri = f"{WMI_BASE}/root/cimv2/Win32_Service"
             items = [_instance_xml(class_uri, "Win32_Service", i)
                      for i in self.state.service_instances(names)]
@@ -1058,6 +1084,8 @@ class SimulatedWinRM:
     def module_name(self) -> str:
         s = self.section
         suffix = "-wrong-password" if s.fault == "wrong_password" else ""
+        if not s.count_includes_overdraft:
+            suffix += "-count-without-overdraft"
         return f"winrm-{s.auth}-{s.scheme}{suffix}"
 
     def module_config(self, secrets_dir: Path) -> dict[str, Any]:
@@ -1075,6 +1103,8 @@ class SimulatedWinRM:
             "password_file": secret,
             "cache_interval": "15m",
         }
+        if not s.count_includes_overdraft:
+            winrm["count_includes_overdraft"] = False
         if s.scheme == "https":
             ca = secrets_dir / "winrm-simulator-ca.pem"
             ca.write_bytes(certificate()[0])
