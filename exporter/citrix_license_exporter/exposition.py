@@ -23,6 +23,7 @@ from prometheus_client.exposition import choose_encoder
 from .config import ModuleConfig, TargetConfig, redact
 from .metrics import DATA_FAMILIES, outcome_families, probe_duration_family, server_families
 from .probe import Outcome, Prober, ProbeResult, describe
+from .writer import format_of, write
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,20 @@ class _Families:
         return self._families
 
 
-def encode(families: Iterable[Metric], encoder: Encoder) -> bytes:
-    """``families`` in the encoder's format, scrubbed of secrets, without OpenMetrics' EOF."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))
-    text = encoder(registry)
-    if text.endswith(EOF_MARK):
-        text = text[: -len(EOF_MARK)]
+def encode(families: Iterable[Metric], encoder: Encoder, content_type: str) -> bytes:
+    """``families`` in the negotiated format, scrubbed of secrets, without OpenMetrics' EOF."""
+    fmt = format_of(encoder, content_type)
+    if fmt is not None:
+        text = write(families, fmt)
+    else:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(families))
+        raw = encoder(registry)
+        if raw.endswith(EOF_MARK):
+            raw = raw[: -len(EOF_MARK)]
+        text = raw.decode("utf-8")
     # Scrubbed of credentials, even one a hostile server echoed into a value.
-    return redact(text.decode("utf-8")).encode("utf-8")
+    return redact(text).encode("utf-8")
 
 
 class ProbeRenderer:
@@ -68,7 +74,7 @@ class ProbeRenderer:
             self._encoded.move_to_end(key)
             return hit[1]
         builder = DATA_FAMILIES[outcome.collector]
-        data = encode(builder(outcome.data, result), encoder)
+        data = encode(builder(outcome.data, result), encoder, content_type)
         if outcome.from_cache or outcome.fetched_at is not None:
             # Keeping the data object alive with its bytes makes the id() key safe.
             self._encoded[key] = (outcome.data, data)
@@ -95,14 +101,15 @@ class ProbeRenderer:
         if tuple(outcomes) != result.outcomes:
             result = replace(result, outcomes=tuple(outcomes))
         try:
-            parts.append(encode(server_families(result), encoder))
+            parts.append(encode(server_families(result), encoder, content_type))
         except Exception as exc:
             log.warning("cannot expose the version assessment",
                         extra={"fields": {"target": result.target.name,
                                           "reason": describe(exc)}})
         core = outcome_families(result)
         timing = probe_duration_family(duration)
-        body = b"".join([encode(core, encoder), *parts, encode([timing], encoder)])
+        body = b"".join([encode(core, encoder, content_type), *parts,
+                         encode([timing], encoder, content_type)])
         if content_type.startswith("application/openmetrics-text"):
             body += EOF_MARK
         return body, content_type, result
