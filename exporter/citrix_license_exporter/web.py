@@ -433,6 +433,11 @@ class ExporterServer:
                 conn.request_finished()
 
     async def _respond(self, request: web.BaseRequest) -> web.StreamResponse:
+        if len(request.raw_headers) > MAX_HEADERS:
+            # aiohttp 3.14's parser enforces max_headers itself; 3.10 and 3.12 do not.
+            refused = text(431, "too many header lines\n")
+            refused.force_close()
+            return refused
         extra: dict[str, str] = {}
         guard = self.web_config
         if guard is not None:
