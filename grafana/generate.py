@@ -308,7 +308,13 @@ def build(t: Thresholds) -> dict[str, Any]:
     runbooks = str(t.get("links.runbook_base_url")).rstrip("/") + "/docs/runbooks.md"
 
     deadline_var = {1: "$critical_days", 2: "$warning_days"}
+    # The deadline is a range (docs/catalog.md "Deadlines as ranges"): possibly late from the
+    # earliest possible day, certainly late from the latest.
     days_remaining = f"instance:citrix_license_update_deadline:days_remaining{{{SEL}}}"
+    days_remaining_latest = (
+        f"instance:citrix_license_update_deadline_latest:days_remaining{{{SEL}}}"
+    )
+    deadline_words = f"citrix_license_server_update_deadline_info{{{SEL}}}"
     telemetry_days = f"instance:citrix_license_telemetry_last_success:days_ago{{{SEL}}}"
     usage_ratio = f"instance_feature:citrix_license_usage:ratio{{{SEL}}}"
     cert_expiry = "citrix_license_web_certificate_expiry_timestamp_seconds"
@@ -328,14 +334,17 @@ def build(t: Thresholds) -> dict[str, Any]:
         f"count(citrix_license_up{{{SEL}}} == 0) or vector(0)", zero_is_good), 4, 4)
     lay.add(stat(
         "Update overdue",
-        "License Servers past their update deadline (Citrix: move to each new release within "
-        "six months of its release, CTX477614). Alert: CitrixLicenseUpdateOverdue.",
-        f"count({days_remaining} <= 0) or vector(0)", zero_is_good), 4, 4)
+        "License Servers past their update deadline even if the release that starts the clock "
+        "came out on its latest possible day (Citrix: move to each new release within six "
+        "months of its release, CTX477614). Alert: CitrixLicenseUpdateOverdue, critical.",
+        f"count({days_remaining_latest} <= 0) or vector(0)", zero_is_good), 4, 4)
     lay.add(stat(
         "Update due within $warning_days days",
-        "License Servers whose update deadline is less than $warning_days days away (the "
-        "dashboard variable; default: the warning band of CitrixLicenseUpdateDeadlineApproaching).",
-        f"count({days_remaining} <= $warning_days > 0) or vector(0)", zero_is_good_warn), 4, 4)
+        "License Servers whose earliest possible update deadline is less than $warning_days "
+        "days away or already passed, but not yet the latest (possibly overdue). Alerts: "
+        "CitrixLicenseUpdateDeadlineApproaching, CitrixLicenseUpdateOverdue (warning).",
+        f"count(({days_remaining} <= $warning_days) unless on (job, instance, rule) "
+        f"({days_remaining_latest} <= 0)) or vector(0)", zero_is_good_warn), 4, 4)
     lay.add(stat(
         "Telemetry failing",
         f"License Servers whose last telemetry upload failed or whose last successful upload "
@@ -362,6 +371,11 @@ def build(t: Thresholds) -> dict[str, Any]:
         target(f"max by (job, instance) (citrix_license_server_newer_releases{{{SEL}}})", "C",
                table=True),
         target(f"min by (job, instance) ({days_remaining})", "D", table=True),
+        target(f"max by (job, instance, update) ({deadline_words})", "I", table=True),
+        target(f"min by (job, instance) ({days_remaining_latest})", "J", table=True),
+        # Onboarding to LAS is what the Delivery Controller's site reports, not the build.
+        target(f"max by (job, instance, status) "
+               f"(citrix_license_site_license_server_status{{{SEL}}} == 1)", "K", table=True),
         target(f"max by (job, instance) (instance:citrix_license_version_age:days{{{SEL}}})",
                "E", table=True),
         target(f"min by (job, instance) ({telemetry_days})", "F", table=True),
@@ -378,11 +392,19 @@ def build(t: Thresholds) -> dict[str, Any]:
     lay.add(table(
         "License Servers",
         "One row per License Server: running version and build, how many catalog releases are "
-        "newer, days left until the update deadline (red within $critical_days days and after "
-        "it, orange within $warning_days days: the alert bands), how old the running build is, "
+        "newer, when to update (a range where a release date is known only within bounds: "
+        "the last day on time if that release came out on its earliest and on its latest "
+        "possible day), days left until the earliest and the latest possible deadline (red "
+        "within $critical_days days and after it, orange within $warning_days days: the alert "
+        "bands), how old the running build is, "
         "when telemetry last uploaded successfully and how the last attempt ended, whether the "
-        "exporter reaches it, and whether its build supports the License Activation Service "
-        "(build 51000 or later). Click a name to show only that server.",
+        "exporter reaches it, and whether its build can use the License Activation Service "
+        "(build 51000 or later; 53100 for offline activation). A capable build does not prove "
+        "the server was onboarded to LAS: the LAS state the Delivery Controller's site reports "
+        "(column LAS state, panel 'License Server status and caching mode') does, where a "
+        "controller is configured. "
+        "Click a name to "
+        "show only that server.",
         fleet_targets, "none",
         overrides=[
             override("Server", links=instance_link),
@@ -393,6 +415,9 @@ def build(t: Thresholds) -> dict[str, Any]:
             override("Update deadline in", unit=DAYS, decimals=0,
                      thresholds=days_left_steps(warn_days, crit_days, deadline_var),
                      custom_cellOptions=colored("color-background")),
+            override("Latest deadline in", unit=DAYS, decimals=0,
+                     thresholds=days_left_steps(warn_days, crit_days, deadline_var),
+                     custom_cellOptions=colored()),
             override("Version age", unit=DAYS, decimals=0),
             override("Last upload OK", unit=DAYS, decimals=1,
                      thresholds=days_ago_steps(tel_warn, tel_crit),
@@ -405,10 +430,12 @@ def build(t: Thresholds) -> dict[str, Any]:
                     "Value #A": "Reachable", "Value #C": "Releases behind",
                     "Value #D": "Update deadline in", "Value #E": "Version age",
                     "Value #F": "Last upload OK", "Value #G": "Last upload attempt",
-                    "Value #H": "LAS-capable build"},
-            hide=["Time", "job", "Value #B"],
-            order=["instance", "Value #A", "version", "build", "Value #C", "Value #D",
-                   "Value #E", "Value #F", "Value #G", "Value #H"],
+                    "Value #H": "LAS-capable build", "update": "Update",
+                    "Value #J": "Latest deadline in", "status": "LAS state (site)"},
+            hide=["Time", "job", "Value #B", "Value #I", "Value #K"],
+            order=["instance", "Value #A", "version", "build", "Value #C", "update",
+                   "Value #D", "Value #J", "Value #E", "Value #F", "Value #G", "Value #H",
+                   "status"],
         ),
         sort_by="Update deadline in",
     ), 24, 9)
@@ -417,9 +444,11 @@ def build(t: Thresholds) -> dict[str, Any]:
     lay.row("Update deadline and versions")
     lay.add(panel(
         "bargauge", "Days until the update deadline",
-        "Days left until each server's update deadline (negative: overdue), coloured by the "
-        "$warning_days/$critical_days day variables. The deadline is the earliest of the "
-        "policy rules (six months after each newer release; fixed minimum-build dates).",
+        "Days left until each server's earliest possible update deadline (negative: possibly "
+        "overdue; the License Servers table shows the latest possible one and the range in "
+        "words), coloured by the $warning_days/$critical_days day variables. The deadline is "
+        "the earliest of the policy rules (six months after each newer release; fixed "
+        "minimum-build dates).",
         [target(f"min by (instance) ({days_remaining})", legend="{{instance}}", instant=True)],
         DAYS, thresholds=days_left_steps(warn_days, crit_days, deadline_var), decimals=0,
         options={"orientation": "horizontal", "displayMode": "basic", "showUnfilled": True,

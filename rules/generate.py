@@ -215,6 +215,36 @@ def count_of(query: str, labels: Sequence[str], default: str) -> str:
     return lookup(query, labels, 'value | printf "%.0f"', default)
 
 
+# The update deadline as a range (docs/catalog.md "Deadlines as ranges"): the earliest and the
+# latest possible instant from which the server is overdue. The last day on time is the day
+# before; PromQL subtracts the day, the template prints the date only.
+DEADLINE = "citrix_license_server_update_deadline_timestamp_seconds"
+DEADLINE_LATEST = "citrix_license_server_update_deadline_latest_timestamp_seconds"
+DEADLINE_LABELS = (*INSTANCE, "rule")
+SAME_DEADLINE = "on (job, instance, rule)"
+
+
+def last_day(metric: str, labels: Sequence[str] = DEADLINE_LABELS) -> str:
+    """A template printing the last day on time (YYYY-MM-DD) before `metric`'s instant."""
+    return lookup(
+        f"{metric}SEL - {DAY}", labels, 'value | humanizeTimestamp | reReplaceAll " .*" ""',
+        "an unknown day",
+    )
+
+
+def update_range(labels: Sequence[str] = DEADLINE_LABELS) -> str:
+    """'update by D' when the deadline is exact, 'update between D1 and D2' when the catalog
+    knows the release that starts the clock only within bounds."""
+    selector = "{" + ",".join(f"{name}=%q" for name in labels) + "}"
+    args = " ".join(f"$labels.{name}" for name in labels)
+    wider = f"{DEADLINE_LATEST}{selector} - {DEADLINE}{selector} > 0"
+    return (
+        '{{ if printf "' + wider + '" ' + args + " " + args + " | query }}"
+        f"update between {last_day(DEADLINE, labels)} and {last_day(DEADLINE_LATEST, labels)}"
+        f"{{{{ else }}}}update by {last_day(DEADLINE_LATEST, labels)}{{{{ end }}}}"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # The rules
 
@@ -310,9 +340,14 @@ class Generator:
             "name": "citrix-license.recording",
             "rules": [
                 {
+                    # Days until the earliest possible deadline (the server may be late then).
                     "record": "instance:citrix_license_update_deadline:days_remaining",
-                    "expr": "(citrix_license_server_update_deadline_timestamp_seconds - time())"
-                    f" / {DAY}",
+                    "expr": f"({DEADLINE} - time()) / {DAY}",
+                },
+                {
+                    # Days until the latest possible deadline (certainly late then).
+                    "record": "instance:citrix_license_update_deadline_latest:days_remaining",
+                    "expr": f"({DEADLINE_LATEST} - time()) / {DAY}",
                 },
                 {
                     "record": "instance:citrix_license_version_age:days",
@@ -559,47 +594,90 @@ class Generator:
         )
         return {"name": "citrix-license.availability", "rules": rules}
 
-    def compliance(self) -> dict[str, Any]:
-        rules: list[dict[str, Any]] = []
-        deadline = "citrix_license_server_update_deadline_timestamp_seconds"
-        deadline_at = ts_of(deadline, (*INSTANCE, "rule"), "an unknown date")
-        # Approaching: warning band, then a critical band that ends at the deadline, where
-        # CitrixLicenseUpdateOverdue takes over (same `for` as keep_firing_for: no gap).
-        rules.extend(
-            self.bands(
+    def deadline_rules(self) -> list[dict[str, Any]]:
+        """The update deadline, known as a range when a release date is known only within
+        bounds: never a day the catalog shows impossible. Approaching: warning while the
+        earliest possible deadline is within `warning_days`, critical once even the latest
+        possible one is within `critical_days`. Overdue: warning once the server may be late
+        (past the earliest, not the latest), critical once it is late even on the latest
+        possible day. `for` equals `keep_firing_for`: each band takes over as the last stops."""
+        warning = self.t.number("update_deadline.warning_days")
+        critical = self.t.number("update_deadline.critical_days")
+        if not 0 < critical < warning:
+            raise ThresholdError(
+                "CitrixLicenseUpdateDeadlineApproaching: need warning days > critical days > 0"
+            )
+        to_earliest = f"({DEADLINE} - time()) / {DAY}"
+        to_latest = f"({DEADLINE_LATEST} - time()) / {DAY}"
+        since_earliest = f"(time() - {DEADLINE}) / {DAY}"
+        since_latest = f"(time() - {DEADLINE_LATEST}) / {DAY}"
+        version = version_text("an unknown version")
+        words = update_range()
+        left = lookup(
+            f"({DEADLINE}SEL - time()) / {DAY}", DEADLINE_LABELS, 'value | printf "%.1f"', "?"
+        )
+        rule = (
+            "rule {{ $labels.rule }}; Citrix requires each new release within six months of "
+            "its release"
+        )
+        summary = "A Citrix License Server must be updated soon."
+        approaching = fill(
+            "License Server {{ $labels.instance }} ([[version]]) must move to a newer License "
+            "Server build: [[words]] (the last day on time, UTC; the earliest possible deadline "
+            "is in [[left]] days; [[rule]]).",
+            version=version, words=words, left=left, rule=rule,
+        )
+        rules = [
+            self.alert(
                 "CitrixLicenseUpdateDeadlineApproaching",
-                f"({deadline} - time()) / {DAY}",
-                self.t.number("update_deadline.warning_days"),
-                self.t.number("update_deadline.critical_days"),
-                "A Citrix License Server must be updated soon.",
+                f"{to_earliest} <= {num(warning)} > 0\nunless {SAME_DEADLINE}\n"
+                f"{to_latest} <= {num(critical)}",
+                "warning", summary, approaching,
+            ),
+            self.alert(
+                "CitrixLicenseUpdateDeadlineApproaching",
+                f"{to_latest} <= {num(critical)}\nand {SAME_DEADLINE}\n{to_earliest} > 0",
+                "critical", summary, approaching,
+            ),
+        ]
+        summary = "A Citrix License Server is past its update deadline."
+        rules.append(
+            self.alert(
+                "CitrixLicenseUpdateOverdue",
+                f"{since_earliest} >= 0\nunless {SAME_DEADLINE}\n{since_latest} >= 0",
+                "warning",
+                summary,
                 fill(
-                    "License Server {{ $labels.instance }} ([[version]]) must move to a newer "
-                    "License Server build by [[at]], in [[days]] days (rule {{ $labels.rule }}; "
-                    "Citrix requires each new release within six months of its release).",
-                    version=version_text("an unknown version"),
-                    at=deadline_at,
-                    days=DAYS_VALUE,
+                    "License Server {{ $labels.instance }} ([[version]]) may already be past its "
+                    "update deadline: [[words]] (the last day on time, UTC; rule "
+                    "{{ $labels.rule }}). It is late if the release that starts the clock came "
+                    "out on its earliest possible day, and certainly late after [[latest]]; the "
+                    "release catalog knows that day only within bounds. Update now to be safe.",
+                    version=version, words=words, latest=last_day(DEADLINE_LATEST),
                 ),
-                critical_floor=" > 0",
             )
         )
         rules.append(
             self.alert(
                 "CitrixLicenseUpdateOverdue",
-                f"(time() - {deadline}) / {DAY} >= 0",
+                f"{since_latest} >= 0",
                 "critical",
-                "A Citrix License Server is past its update deadline.",
+                summary,
                 fill(
-                    "License Server {{ $labels.instance }} ([[version]]) passed its update "
-                    "deadline [[at]] [[days]] days ago (rule {{ $labels.rule }}): it no longer "
-                    "meets Citrix's License Server update requirement, which puts the support "
-                    "entitlement at risk.",
-                    version=version_text("an unknown version"),
-                    at=deadline_at,
-                    days=DAYS_VALUE,
+                    "License Server {{ $labels.instance }} ([[version]]) is past its update "
+                    "deadline even if the release that starts the clock came out on its latest "
+                    "possible day: [[words]] (the last day on time, UTC), late for [[days]] days "
+                    "(rule {{ $labels.rule }}). It no longer meets Citrix's License Server update "
+                    "requirement, which puts the support entitlement at risk.",
+                    version=version, words=words, days=DAYS_VALUE,
                 ),
             )
         )
+        return rules
+
+    def compliance(self) -> dict[str, Any]:
+        rules: list[dict[str, Any]] = []
+        rules.extend(self.deadline_rules())
         rules.append(
             self.alert(
                 "CitrixLicenseVersionUnknown",

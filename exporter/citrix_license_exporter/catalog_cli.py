@@ -10,16 +10,17 @@ answered without Prometheus. See docs/catalog.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
 import yaml
 
-from .catalog_sources import SourceError, bundled_floor, load_source
+from .catalog_sources import SourceError, bundled_floor, load_source, source_floor
 from .citrix.catalog import (
     MAX_DOCUMENT_BYTES,
     Catalog,
@@ -28,7 +29,7 @@ from .citrix.catalog import (
     load_bundled,
     parse_catalog_document,
 )
-from .citrix.policy import Assessment, PolicyConfig, assess
+from .citrix.policy import Assessment, Deadline, PolicyConfig, assess
 from .citrix.versions import LicenseServerVersion, VersionParseError, parse_version
 from .config import Config, ConfigError, load_config
 
@@ -147,9 +148,9 @@ def _read_sources(config: Config, err: TextIO) -> tuple[list[Catalog], dict[str,
     """Each configured source read once, as the exporter reads it at start."""
     catalogs: list[Catalog] = []
     failed: dict[str, str] = {}
-    floor, floor_from = bundled_floor()
     settings = config.catalog
     for source in settings.sources:
+        floor, floor_from = source_floor(source, None)
         try:
             catalogs.append(
                 load_source(
@@ -179,7 +180,9 @@ def _policy_text(policy: PolicyConfig) -> str:
         )
         parts.append(f"{policy.months} months after each newer release{start}")
     parts += [
-        f"build {m.build} by {m.deadline.isoformat()} ({m.name})" for m in policy.minimum_builds
+        f"build {m.build} by {m.deadline.isoformat()} ({m.name}"
+        + (", telemetry: manual only)" if m.telemetry else ")")
+        for m in policy.minimum_builds
     ]
     return "; ".join(parts) or "no rule"
 
@@ -199,6 +202,7 @@ def _header(
     config: Config | None,
     policy: PolicyConfig,
     failed: dict[str, str],
+    telemetry: str,
     out: TextIO,
 ) -> None:
     counts = catalog.counts_by_origin()
@@ -219,27 +223,31 @@ def _header(
             described.append(f"{origin} ({counts.get(origin, 0)})")
     print("Sources, first wins per build (releases used): " + ", ".join(described), file=out)
     print(f"Policy: {_policy_text(policy)}", file=out)
+    print(f"Judged as for targets with telemetry: {telemetry}", file=out)
     print(
-        "Dates are UTC. OVERDUE FROM: the first day a server on the build is late (update by\n"
-        "the end of the day before) if the release that starts the clock came out on its\n"
-        "earliest possible day; LATEST POSSIBLE: the same if it came out on its latest day.",
+        "Dates are UTC. UPDATE: the last day on which an update is on time. Where the release\n"
+        "that starts the clock is known only within bounds, it is a range: the first day if that\n"
+        "release came out on its earliest possible day, the second if on its latest.",
         file=out,
     )
 
 
-def _table(catalog: Catalog, policy: PolicyConfig, out: TextIO) -> None:
-    head = ("BUILD", "VERSION", "RELEASED", "RULE", "OVERDUE FROM", "LATEST POSSIBLE", "ORIGIN")
+def _update_cell(d: Deadline | None) -> str:
+    return d.in_words().removeprefix("update ") if d is not None else "no deadline"
+
+
+def _table(catalog: Catalog, policy: PolicyConfig, telemetry: str, out: TextIO) -> None:
+    head = ("BUILD", "VERSION", "RELEASED", "RULE", "UPDATE", "ORIGIN")
     rows: list[tuple[tuple[str, ...], str]] = []
     for release in catalog.releases:
-        a = assess(release.version, catalog, policy)
+        a = assess(release.version, catalog, policy, telemetry=telemetry)
         d = a.deadline
         cells = (
             str(release.build),
             str(release.version.version),
             _released(release),
             d.rule if d else "-",
-            _day(d.at) if d else "no deadline",
-            _day(d.latest_at or d.at) if d else "-",
+            _update_cell(d),
             release.origin,
         )
         why = d.explanation if d else "no rule applies: no newer release starts a clock"
@@ -285,22 +293,21 @@ def _status(a: Assessment, now: datetime) -> str:
     d = a.deadline
     if d is None:
         return "no deadline"
-    latest = d.latest_at or d.at
     if now < d.at:
         days = (d.at - now) / timedelta(days=1)
         return f"in time: {days:.0f} day(s) left until the earliest possible deadline"
-    if now < latest:
+    if now < d.latest_at:
         return (
-            f"possibly overdue: overdue since {_day(d.at)} if the release came out on its "
-            f"earliest possible day; certainly overdue from {_day(latest)}"
+            f"possibly overdue: late since {_day(d.at)} if the release came out on its "
+            f"earliest possible day; certainly overdue from {_day(d.latest_at)}"
         )
-    return f"overdue since {_day(latest)} at the latest ({_day(d.at)} at the earliest)"
+    return f"overdue since {_day(d.latest_at)} at the latest ({_day(d.at)} at the earliest)"
 
 
-def _detail(text: str, catalog: Catalog, policy: PolicyConfig, now: datetime,
-            out: TextIO) -> None:
+def _detail(text: str, catalog: Catalog, policy: PolicyConfig, telemetry: str,
+            now: datetime, out: TextIO) -> None:
     version, note = _resolve_build(text, catalog)
-    a = assess(version, catalog, policy)
+    a = assess(version, catalog, policy, telemetry=telemetry)
     rows: list[tuple[str, str]] = []
     if note:
         rows.append(("Note", note))
@@ -324,14 +331,16 @@ def _detail(text: str, catalog: Catalog, policy: PolicyConfig, now: datetime,
             if cause
             else ""
         )
-        latest = d.latest_at or d.at
+        overdue = (
+            f"{_day(d.at)} 00:00 UTC"
+            if d.exact
+            else f"{_day(d.at)} 00:00 UTC at the earliest, {_day(d.latest_at)} 00:00 UTC at "
+                 "the latest"
+        )
         rows += [
             ("Rule", d.rule + started),
-            ("Update by", f"{(d.at - timedelta(days=1)).date().isoformat()} (end of day UTC"
-                          + (", earliest possible deadline)" if latest != d.at else ")")),
-            ("Overdue from", f"{_day(d.at)} 00:00 UTC"
-                             + (" (earliest possible)" if latest != d.at else "")),
-            ("Latest possible", f"{_day(latest)} 00:00 UTC"),
+            ("Update", f"{d.in_words()} (last day on time, end of day UTC)"),
+            ("Overdue from", overdue),
             ("Explanation", d.explanation),
         ]
         if cause is not None:
@@ -344,11 +353,38 @@ def _detail(text: str, catalog: Catalog, policy: PolicyConfig, now: datetime,
         print(f"  {(key + ':').ljust(width)} {value}", file=out)
 
 
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
+
+
+def build_record(version: LicenseServerVersion, catalog: Catalog, policy: PolicyConfig,
+                 telemetry: str) -> dict[str, object]:
+    """One entry of ``catalog show --output json`` (keys documented in docs/catalog.md)."""
+    a = assess(version, catalog, policy, telemetry=telemetry)
+    r = a.release
+    d = a.deadline
+    return {
+        "build": version.build,
+        "version": str(version.version),
+        "in_catalog": r is not None,
+        "released": _iso(r.released) if r else None,
+        "released_after": _iso(r.released_after) if r else None,
+        "released_by": _iso(r.released_by) if r else None,
+        "origin": r.origin if r else None,
+        "source": r.source if r else None,
+        "rule": d.rule if d else None,
+        "update_by_earliest": d.update_by_earliest.isoformat() if d else None,
+        "update_by_latest": d.update_by_latest.isoformat() if d else None,
+    }
+
+
 def show(args: argparse.Namespace, *, out: TextIO, err: TextIO, now: datetime) -> int:
     config, invalid = _config_for_show(args, err)
     if invalid:
         return 1
     policy = config.policy if config is not None else PolicyConfig()
+    telemetry = getattr(args, "telemetry", None) or "automatic"
+    as_json = getattr(args, "output", "text") == "json"
     sources: list[Catalog] = []
     failed: dict[str, str] = {}
     if config is not None:
@@ -358,14 +394,30 @@ def show(args: argparse.Namespace, *, out: TextIO, err: TextIO, now: datetime) -
         catalog = effective_catalog(config, sources)
     else:
         catalog = load_bundled()
-    _header(catalog, config, policy, failed, out)
     builds: list[str] = getattr(args, "builds", None) or []
-    if not builds:
-        _table(catalog, policy, out)
     status = 1 if failed else 0
+    if as_json:
+        records: list[dict[str, object]] = []
+        versions = [r.version for r in catalog.releases] if not builds else []
+        for text in builds:
+            try:
+                version, note = _resolve_build(text, catalog)
+                versions.append(version)
+                if note:
+                    print(f"note: {note}", file=err)
+            except VersionParseError as exc:
+                print(f"--build {text!r}: {exc}", file=err)
+                status = 1
+        records = [build_record(v, catalog, policy, telemetry) for v in versions]
+        json.dump({"builds": records}, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+        return status
+    _header(catalog, config, policy, failed, telemetry, out)
+    if not builds:
+        _table(catalog, policy, telemetry, out)
     for text in builds:
         try:
-            _detail(text, catalog, policy, now, out)
+            _detail(text, catalog, policy, telemetry, now, out)
         except VersionParseError as exc:
             print(f"--build {text!r}: {exc}", file=err)
             status = 1

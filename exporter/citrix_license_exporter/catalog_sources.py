@@ -1,4 +1,5 @@
-"""Following release catalogs: read the configured URL and file sources, keep the last good one.
+"""Following release catalogs: read the configured URL, Citrix feed and file sources, keep the
+last good one.
 
 The pure side (schema, merge, deadlines) lives in ``citrix/``; this module does the I/O:
 
@@ -9,7 +10,12 @@ The pure side (schema, merge, deadlines) lives in ``citrix/``; this module does 
 * a **file** source is read up to ``max_bytes``;
 * either is parsed with :func:`parse_catalog_document` (``yaml.safe_load`` only) and must carry
   a ``generated`` date that is not older than the catalog it would replace (the source's last
-  good document, and the bundled catalog).
+  good document, and the bundled catalog);
+* a **Citrix feed** source (``citrix_feed``: Citrix's RSS feed of licensing downloads) is
+  fetched exactly like a URL source (same TLS, redirect, size and time rules) and parsed with
+  :func:`citrix.feed.parse_feed` (defusedxml). Its date (``lastBuildDate``) must not be older
+  than its own last good copy; the bundled catalog's date does not apply, as a feed lists
+  releases rather than being a copy of the bundled file.
 
 A source that fails or is refused keeps its last good catalog. :class:`CatalogRefresher` runs
 the refresh in one background thread (every ``refresh_interval``, file sources also right away
@@ -31,6 +37,7 @@ import httpx
 
 from . import __version__
 from .citrix.catalog import Catalog, CatalogError, load_bundled, parse_catalog_document
+from .citrix.feed import parse_feed
 from .config import CatalogConfig, CatalogSource
 
 log = logging.getLogger(__name__)
@@ -148,12 +155,17 @@ def load_source(
     it): a document generated earlier is a stale copy and is refused.
     """
     data = read_source(source, max_bytes=max_bytes, timeout=timeout)
+    feed = source.format == "citrix_feed"
     try:
-        catalog = parse_catalog_document(data, source.label, max_bytes=max_bytes)
+        if feed:
+            catalog = parse_feed(data, source.label, max_bytes=max_bytes)
+        else:
+            catalog = parse_catalog_document(data, source.label, max_bytes=max_bytes)
     except CatalogError as exc:
         lines = exc.lines()
         more = f" (and {len(lines) - 5} more)" if len(lines) > 5 else ""
-        raise SourceError("invalid catalog: " + "; ".join(lines[:5]) + more) from None
+        what = "invalid Citrix feed: " if feed else "invalid catalog: "
+        raise SourceError(what + "; ".join(lines[:5]) + more) from None
     if catalog.generated is None:
         raise SourceError(
             "the document has no generated date; a source must have one so that an older "
@@ -170,6 +182,17 @@ def load_source(
 def bundled_floor() -> tuple[date | None, str]:
     """The date no source may be older than when nothing newer is in use."""
     return load_bundled().generated, "bundled"
+
+
+def source_floor(source: CatalogSource, previous: Catalog | None) -> tuple[date | None, str]:
+    """The date the source's next document may not be older than: its last good copy's, and
+    for catalog documents at least the bundled catalog's (a feed is no copy of that file)."""
+    floor, floor_from = (None, "") if source.format == "citrix_feed" else bundled_floor()
+    if previous is not None and previous.generated is not None and (
+        floor is None or previous.generated >= floor
+    ):
+        floor, floor_from = previous.generated, f"last good copy of {source.label}"
+    return floor, floor_from
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,11 +326,7 @@ class CatalogRefresher:
         with state.io_lock:
             with self._lock:
                 previous = state.catalog
-            floor, floor_from = bundled_floor()
-            if previous is not None and previous.generated is not None and (
-                floor is None or previous.generated >= floor
-            ):
-                floor, floor_from = previous.generated, f"last good copy of {label}"
+            floor, floor_from = source_floor(state.source, previous)
             started = time.monotonic()
             try:
                 catalog = load_source(

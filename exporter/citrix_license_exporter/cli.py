@@ -121,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="show only this build in detail: a build number (52100) or a version text "
              "('11.17.2.0 build 52100'); may be repeated",
     )
+    show.add_argument(
+        "--output", dest="output", choices=("text", "json"), default="text",
+        help="text (default) or json: one object with a list 'builds' (docs/catalog.md)",
+    )
+    show.add_argument(
+        "--telemetry", dest="telemetry", choices=("automatic", "manual"), default="automatic",
+        help="judge the builds as for targets with this telemetry setting (manual: an offline "
+             "server, held to the rules for servers that report by hand)",
+    )
     check = catalog_sub.add_parser("check", help="validate a catalog file")
     check.add_argument("file")
     return parser

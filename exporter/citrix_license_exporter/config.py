@@ -254,11 +254,14 @@ def redact_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class CatalogSource:
-    """A release catalog the exporter follows: an HTTPS ``url`` or a local ``file``."""
+    """A release catalog the exporter follows: an HTTPS ``url`` or a local ``file`` (catalog
+    documents), or Citrix's RSS feed of licensing downloads (``citrix_feed``: ``url`` holds
+    its URL, fetched by the same rules)."""
 
     url: str | None = None
     file: str | None = None  # resolved against the configuration file's folder
     ca_file: str | None = None  # CA bundle for ``url`` (TLS verification stays on)
+    format: Literal["catalog", "citrix_feed"] = "catalog"
 
     @property
     def label(self) -> str:
@@ -770,12 +773,16 @@ def _policy(r: Reader, raw: object, path: str) -> PolicyConfig:
             built = []
             for i, item in enumerate(items):
                 ipath = _join(_join(path, "minimum_builds"), i)
-                im = r.mapping(item, ipath, {"name", "build", "deadline"})
+                im = r.mapping(item, ipath, {"name", "build", "deadline", "telemetry"})
                 build = r.value(im, ipath, "build", _positive_int)
                 deadline = r.value(im, ipath, "deadline", _date)
                 rule = r.value(im, ipath, "name", _str, f"minimum_build_{build}")
+                # telemetry: manual limits the rule to targets that report by hand.
+                only = r.value(im, ipath, "telemetry", _choice("manual"), None)
                 if build is not None and deadline is not None:
-                    built.append(MinimumBuild(name=rule, build=build, deadline=deadline))
+                    built.append(
+                        MinimumBuild(name=rule, build=build, deadline=deadline, telemetry=only)
+                    )
             minimum = tuple(built)
     return PolicyConfig(
         six_month_rule=r.value(m, path, "six_month_rule", _bool, True),
@@ -789,18 +796,24 @@ def _policy(r: Reader, raw: object, path: str) -> PolicyConfig:
 
 
 def _catalog_source(r: Reader, raw: object, path: str) -> CatalogSource | None:
-    m = r.mapping(raw, path, {"url", "file", "ca_file"})
+    m = r.mapping(raw, path, {"url", "file", "ca_file", "citrix_feed"})
     if not m:
         if isinstance(raw, dict) or raw is None:
-            r.problem(path, "expected a mapping with url (and optional ca_file) or file")
+            r.problem(
+                path, "expected a mapping with url or citrix_feed (and optional ca_file) or file"
+            )
         return None
     url = r.value(m, path, "url", _str, None)
+    feed = r.value(m, path, "citrix_feed", _str, None)
     file = r.value(m, path, "file", _str, None)
     ca_file = r.value(m, path, "ca_file", _str, None)
-    if (url is None) == (file is None):
+    if sum(v is not None for v in (url, feed, file)) != 1:
         if not r.problems_for(path):
-            r.problem(path, "give exactly one of url or file")
+            r.problem(path, "give exactly one of url, citrix_feed or file")
         return None
+    kind: Literal["catalog", "citrix_feed"] = "catalog"
+    if feed is not None:
+        url, kind = feed, "citrix_feed"
     if url is not None:
         try:
             parts = urlsplit(url)
@@ -808,16 +821,17 @@ def _catalog_source(r: Reader, raw: object, path: str) -> CatalogSource | None:
         except ValueError:
             valid = False
         if not valid or len(url) > 2000 or any(c.isspace() for c in url):
-            r.problem(_join(path, "url"), f"expected an https:// URL, got {redact_url(url)!r}")
+            key = "citrix_feed" if kind == "citrix_feed" else "url"
+            r.problem(_join(path, key), f"expected an https:// URL, got {redact_url(url)!r}")
             return None
         if ca_file is not None:
             ca_path = r.base_dir / ca_file
             if not ca_path.is_file():
                 r.problem(_join(path, "ca_file"), f"{ca_path} does not exist")
             ca_file = str(ca_path)
-        return CatalogSource(url=url, ca_file=ca_file)
+        return CatalogSource(url=url, ca_file=ca_file, format=kind)
     if ca_file is not None:
-        r.problem(_join(path, "ca_file"), "only a url source takes a ca_file")
+        r.problem(_join(path, "ca_file"), "only a url or citrix_feed source takes a ca_file")
     return CatalogSource(file=str((r.base_dir / str(file)).resolve()))
 
 

@@ -10,7 +10,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from .cli import run_server
+from .simulator.feed import SimulatedFeed
 from .simulator.fleet import Fleet
 from .simulator.scenario import bundled_scenarios, load_folder
 
@@ -27,8 +30,9 @@ def run_demo(args: argparse.Namespace) -> int:
     with (
         tempfile.TemporaryDirectory(prefix="citrix-license-demo-") as tmp,
         Fleet(scenarios) as fleet,
+        SimulatedFeed() as feed,
     ):
-        config_path = fleet.write_exporter_config(Path(args.config_out or Path(tmp, "demo.yml")))
+        config_path = write_config(fleet, feed, Path(args.config_out or Path(tmp, "demo.yml")))
         args.config_file = str(config_path)
 
         def announce(base: str) -> None:
@@ -40,7 +44,22 @@ def run_demo(args: argparse.Namespace) -> int:
                     f"SIMULATED {server.name:<28} {base}/probe?target={server.name}",
                     file=sys.stderr,
                 )
+            print(f"SIMULATED Citrix feed {feed.url} (catalog source)", file=sys.stderr)
             print(f"Config:          {config_path}", file=sys.stderr)
             print("Stop with Ctrl-C.", file=sys.stderr, flush=True)
 
         return run_server(args, demo=True, announce=announce)
+
+
+def write_config(fleet: Fleet, feed: SimulatedFeed, path: Path) -> Path:
+    """The fleet's exporter configuration, following the simulated Citrix feed as its catalog
+    source (refreshed every minute, so the catalog refresh metrics and alerts are live)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = fleet.exporter_config(path.parent)
+    config["catalog"] = feed.catalog_source(path.parent)
+    path.write_text(
+        "# Generated for SIMULATED License Servers and a SIMULATED Citrix feed on 127.0.0.1.\n"
+        + yaml.safe_dump(config, sort_keys=False),
+        encoding="utf-8",
+    )
+    return path

@@ -398,26 +398,44 @@ def server_families(result: ProbeResult) -> Iterator[Metric]:
         float(assessment.newer_releases),
     )
     if assessment.deadline is not None:
+        # The two ends of the deadline range (docs/catalog.md "Deadlines as ranges"): the
+        # catalog knows many release dates only within bounds, so one date would overstate.
         deadline = gauge(
             "server_update_deadline_timestamp_seconds",
-            "When the running build stops being compliant: the earliest deadline of the policy "
-            "rules (rule label). Absent when no rule applies.",
+            "The earliest possible update deadline: from this instant (00:00 UTC after the last "
+            "day on time) the running build is overdue if the release that starts the clock "
+            "came out on its earliest possible day; the server may be late from here. Equal to "
+            "..._latest_timestamp_seconds when the dates are exact. rule: the binding policy "
+            "rule. Absent when no rule applies.",
             ["rule"],
         )
         deadline.add_metric([assessment.deadline.rule], ts(assessment.deadline.at))
         yield deadline
         latest = gauge(
             "server_update_deadline_latest_timestamp_seconds",
-            "The latest the update deadline can be: equal to the deadline when the release "
-            "dates it rests on are exact, later when they are known only as bounds.",
+            "The latest possible update deadline: from this instant the running build is "
+            "overdue even if the release that starts the clock came out on its latest possible "
+            "day; the server is certainly late from here.",
             ["rule"],
         )
-        latest_at = assessment.deadline.latest_at or assessment.deadline.at
-        latest.add_metric([assessment.deadline.rule], ts(latest_at))
+        latest.add_metric([assessment.deadline.rule], ts(assessment.deadline.latest_at))
         yield latest
+        words = gauge(
+            "server_update_deadline_info",
+            "The update deadline in words (value 1), e.g. update=\"update between 2024-09-06 "
+            "and 2024-10-15\": the last day (UTC) an update is on time if the release that "
+            "starts the clock came out on its earliest, and on its latest, possible day; "
+            "\"update by D\" when the dates are exact.",
+            ["rule", "update"],
+        )
+        words.add_metric([assessment.deadline.rule, assessment.deadline.in_words()], 1.0)
+        yield words
     yield single(
         "server_las_supported",
-        "1 if the running build supports the License Activation Service (build 51000 or later).",
+        "1 if the running build can use the License Activation Service (build 51000 or later; "
+        "offline activation needs 53100). It does not prove the server was onboarded to LAS: "
+        "where a Delivery Controller is configured, citrix_license_site_license_server_status "
+        "(LasCompatible, LasNotOnboarded, ...) tells.",
         1.0 if assessment.las_supported else 0.0,
     )
 

@@ -413,7 +413,7 @@ class Prober:
             )
             return ProbeResult(target, module, outcomes, version_text=text)
         try:
-            assessment = assess(version, catalog, policy)
+            assessment = assess(version, catalog, policy, telemetry=target.telemetry)
         except Exception as exc:  # a policy the dates cannot carry must not end the probe
             log.warning(
                 "cannot judge the License Server version against the policy",

@@ -46,6 +46,20 @@ def test_demo_serves_simulated_fleet_and_stops_cleanly() -> None:
         healthy = next(n for n in names if n == "net-healthy")
         text = httpx.get(f"{base}/probe?target={healthy}", timeout=30).text
         assert "citrix_license_up 1.0" in text
+        # The demo follows a SIMULATED Citrix feed (issue 14 item 7): the catalog refresh
+        # metrics are live, and the feed's License Server item is in the effective catalog.
+        feed = re.search(r"SIMULATED Citrix feed (https://\S+)", output)
+        assert feed is not None, output
+        own = ""
+        until = time.monotonic() + 30
+        while time.monotonic() < until:
+            own = httpx.get(f"{base}/metrics", timeout=10).text
+            if "citrix_license_release_catalog_last_refresh_success" in own:
+                break
+            time.sleep(0.2)
+        assert "citrix_license_release_catalog_last_refresh_success 1.0" in own
+        assert f'citrix_license_release_catalog_releases{{source="{feed.group(1)}"}} 1.0' in own
+        assert "citrix_license_release_catalog_last_refresh_timestamp_seconds" in own
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0

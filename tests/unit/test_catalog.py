@@ -71,7 +71,7 @@ def keys_of(raw: object) -> list[str]:
 
 def test_bundled_catalog_loads_and_every_entry_has_a_source() -> None:
     catalog = load_bundled()
-    assert catalog.generated == date(2026, 11, 28)
+    assert catalog.generated == date(2026, 12, 1)
     assert len(catalog.releases) == 23
     assert catalog.counts_by_origin() == {"bundled": 23}
     for r in catalog.releases:
@@ -82,6 +82,41 @@ def test_bundled_catalog_loads_and_every_entry_has_a_source() -> None:
     assert builds == sorted(builds)
     assert len(set(builds)) == len(builds)
     assert [r.version for r in catalog.releases] == sorted(r.version for r in catalog.releases)
+
+
+def test_bundled_sources_cite_public_pages_not_internal_notes() -> None:
+    """Issue 14 item 6: every source names a public page and says what it states; no
+    internal wording ("Project domain brief") reaches `catalog show --build`."""
+    for r in load_bundled().releases:
+        assert "brief" not in r.source.lower(), r.build
+        assert "project" not in r.source.lower(), r.build
+        # a URL, except the one blog post whose URL was not recorded (title and date given)
+        assert "https://" in r.source or "URL was not recorded" in r.source, r.build
+
+
+#: Issue 14 item 6 and the reference's "Evidence of 2026-12": the tightened and derived bounds.
+TIGHTENED = {
+    # build: (released_after, released_by)
+    41000: ("2022-10-19", "2023-03-09"),  # by: 42000 installed by 2023-03-09
+    42000: (None, "2023-03-09"),  # jinna-i upload log, t=1678364711 (2023-03-09T12:25:11Z)
+    43000: ("2023-03-20", "2024-03-06"),  # after: jinna-i (2023-03-20) names 42000 as current
+    46000: (None, "2024-03-06"),  # Stalhood 2203 LTSR page of 2024-03-06 names 46000
+    47000: ("2024-03-06", "2024-04-15"),  # Stalhood 2402 changelog 2024-04-15
+    48000: ("2024-04-15", "2024-08-20"),  # after: 47000 current on 2024-04-15
+    49000: (None, "2024-08-20"),  # "2024 Aug 20 - updated for CU1"
+    51000: ("2024-08-20", "2024-12-03"),  # Stalhood page dated 2024-12-03 names 51000
+    52100: ("2024-12-03", "2025-04-29"),  # after: 51000 current on 2024-12-03
+}
+
+
+def test_bundled_bounds_follow_the_evidence() -> None:
+    catalog = load_bundled()
+    for build, (after, by) in TIGHTENED.items():
+        r = catalog.find(parse_version(f"11.17.2.0 build {build}"))
+        assert r is not None
+        assert (r.released_after, r.released_by) == (
+            D(after) if after else None, D(by) if by else None,
+        ), build
 
 
 def test_bundled_catalog_has_every_build_of_the_brief() -> None:

@@ -5,6 +5,7 @@ source is tested end to end in tests/e2e/test_catalog_refresh.py)."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import textwrap
 from datetime import UTC, date, datetime, timedelta
@@ -21,6 +22,7 @@ from citrix_license_exporter.catalog_sources import (
     read_file,
 )
 from citrix_license_exporter.citrix.catalog import load_bundled, parse_catalog_document
+from citrix_license_exporter.citrix.versions import parse_version
 from citrix_license_exporter.cli import build_parser, main
 from citrix_license_exporter.config import (
     CATALOG_MAX_BYTES,
@@ -130,9 +132,10 @@ def test_catalog_section_problems_have_key_paths(tmp_path: Path) -> None:
     )
     expected = [
         "catalog.sources[0].url: expected an https:// URL",
-        "catalog.sources[1]: give exactly one of url or file",
-        "catalog.sources[2]: expected a mapping with url (and optional ca_file) or file",
-        "catalog.sources[3].ca_file: only a url source takes a ca_file",
+        "catalog.sources[1]: give exactly one of url, citrix_feed or file",
+        "catalog.sources[2]: expected a mapping with url or citrix_feed (and optional ca_file) "
+        "or file",
+        "catalog.sources[3].ca_file: only a url or citrix_feed source takes a ca_file",
         "catalog.sources[4].ca_file: ",
         "catalog.sources[6]: source 'https://b.example/r.yaml' is listed twice "
         "(also catalog.sources[5])",
@@ -350,27 +353,39 @@ def test_check_through_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 # --------------------------------------------------------------------------- catalog show
 
 #: Worked out by hand (see the comment table in tests/unit/test_policy.py and docs/catalog.md):
-#: build -> (rule, overdue from, latest possible). 30000/39000: the fixed 2023-03-31 deadline (a
-#: month end) wins over 40000's six months; 40000-52100: the first newer release is bounded and
-#: cannot predate 41000's lower bound 2022-10-19, so 2022-10-19 + 6 months = 2023-04-19, overdue
-#: from 2023-04-20; the latest possible is the cause's upper bound + 6 months + 1 day
-#: (43000 by 2024-03-06 -> 2024-09-07, 53100 by 2026-03-16 -> 2026-09-17); 53100: 56200's exact
-#: day 2026-08-17 + 6 months = 2027-02-17, overdue from 2027-02-18.
+#: build -> (rule, last day on time at the earliest, at the latest). 30000/39000: the fixed
+#: 2023-03-31 deadline (CTX477614) wins over 40000's six months. 40000 onwards: six months after
+#: the first newer release, whose bounds come from public pages (docs/assumptions.md "Release
+#: dates"): 41000 after 2022-10-19 (40000's release day), by 2023-03-09 (42000 was installed
+#: then); 43000 after 2023-03-20, by 2024-03-06; 47000 after 2024-03-06, by 2024-04-15; 51000
+#: after 2024-08-20, by 2024-12-03; 52100 after 2024-12-03, by 2025-04-29; 53100 by 2026-03-16
+#: (lower bound from 52100); 56200 on 2026-08-17 exactly.
 HAND_COMPUTED = {
-    30000: ("minimum_build_40000", "2023-04-01", "2023-04-01"),
-    39000: ("minimum_build_40000", "2023-04-01", "2023-04-01"),
-    40000: ("six_months_after_release", "2023-04-20", "2023-09-21"),
-    42000: ("six_months_after_release", "2023-04-20", "2024-09-07"),
-    49000: ("six_months_after_release", "2023-04-20", "2025-06-04"),
-    51000: ("six_months_after_release", "2023-04-20", "2025-10-30"),
-    52100: ("six_months_after_release", "2023-04-20", "2026-09-17"),
-    53100: ("six_months_after_release", "2027-02-18", "2027-02-18"),
+    30000: ("minimum_build_40000", "2023-03-31", "2023-03-31"),
+    39000: ("minimum_build_40000", "2023-03-31", "2023-03-31"),
+    40000: ("six_months_after_release", "2023-04-19", "2023-09-09"),
+    42000: ("six_months_after_release", "2023-09-20", "2024-09-06"),
+    46000: ("six_months_after_release", "2024-09-06", "2024-10-15"),
+    47000: ("six_months_after_release", "2024-10-15", "2025-02-20"),
+    49000: ("six_months_after_release", "2025-02-20", "2025-06-03"),
+    51000: ("six_months_after_release", "2025-06-03", "2025-10-29"),
+    52100: ("six_months_after_release", "2025-06-03", "2026-09-16"),
+    53100: ("six_months_after_release", "2027-02-17", "2027-02-17"),
     56200: ("-", "no deadline", "-"),
 }
 ROW = re.compile(
     r"^(?P<build>\d+)\s+(?P<version>[\d.]+)\s+(?P<released>.+?)\s{2,}(?P<rule>\S+)\s+"
-    r"(?P<at>no deadline|\d{4}-\d\d-\d\d)\s+(?P<latest>-|\d{4}-\d\d-\d\d)\s+(?P<origin>\S+)$"
+    r"(?P<update>no deadline|by \d{4}-\d\d-\d\d|between \d{4}-\d\d-\d\d and \d{4}-\d\d-\d\d)"
+    r"\s+(?P<origin>\S+)$"
 )
+
+
+def _range(update: str) -> tuple[str, str]:
+    """The UPDATE cell as (earliest, latest) last days on time."""
+    if update == "no deadline":
+        return "no deadline", "-"
+    days = re.findall(r"\d{4}-\d\d-\d\d", update)
+    return days[0], days[-1]
 
 
 def table(out: str) -> dict[int, dict[str, str]]:
@@ -378,7 +393,9 @@ def table(out: str) -> dict[int, dict[str, str]]:
     for line in out.splitlines():
         m = ROW.match(line)
         if m:
-            rows[int(m["build"])] = m.groupdict()
+            row = m.groupdict()
+            row["at"], row["latest"] = _range(row["update"])
+            rows[int(m["build"])] = row
     return rows
 
 
@@ -400,11 +417,15 @@ def test_show_bundled_matches_the_hand_computed_deadlines(tmp_path: Path) -> Non
         assert rows[build]["origin"] == "bundled"
     assert rows[35000]["released"] == "after 2021-03-17, by 2021-06-16"
     assert rows[56200]["released"] == "2026-08-17"
+    # The range in words (issue 14 item 8), e.g. for 46000 "between 2024-09-06 and 2024-10-15".
+    assert rows[46000]["update"] == "between 2024-09-06 and 2024-10-15"
+    assert rows[53100]["update"] == "by 2027-02-17"
     lines = out.splitlines()
     why = lines[lines.index(next(line for line in lines if line.startswith("52100 "))) + 1]
     assert why.strip() == (
         "why: 6 months after build 53100 (released by 2026-03-16; earliest possible release "
-        "2022-10-19, as build 41000 was released after 2022-10-19, by 2023-03-20)"
+        "2024-12-03, as build 52100 was released after 2024-12-03, by 2025-04-29; latest "
+        "possible release 2026-03-16)"
     )
     assert f"Effective release catalog: 23 release(s), generated {G.isoformat()}" in out
     assert "Sources, first wins per build (releases used): bundled (23)" in out
@@ -432,19 +453,43 @@ def test_show_one_build_in_detail(tmp_path: Path) -> None:
     assert "BUILD  VERSION" not in out  # no full table with --build
     assert textwrap.dedent("""\
         Build 52100 (11.17.2.0 build 52100)
-          In the catalog:     yes, released by 2025-04-29 (origin bundled)
+          In the catalog:     yes, released after 2024-12-03, by 2025-04-29 (origin bundled)
           Newer releases:     2 (53100, 56200)
           Rule:               six_months_after_release, clock started by build 53100 (released by 2026-03-16, origin bundled)
-          Update by:          2023-04-19 (end of day UTC, earliest possible deadline)
-          Overdue from:       2023-04-20 00:00 UTC (earliest possible)
-          Latest possible:    2026-09-17 00:00 UTC
-          Explanation:        6 months after build 53100 (released by 2026-03-16; earliest possible release 2022-10-19, as build 41000 was released after 2022-10-19, by 2023-03-20)
+          Update:             update between 2025-06-03 and 2026-09-16 (last day on time, end of day UTC)
+          Overdue from:       2025-06-04 00:00 UTC at the earliest, 2026-09-17 00:00 UTC at the latest
+          Explanation:        6 months after build 53100 (released by 2026-03-16; earliest possible release 2024-12-03, as build 52100 was released after 2024-12-03, by 2025-04-29; latest possible release 2026-03-16)
         """) in out  # noqa: E501
-    assert "  On 2026-12-01:      overdue since 2026-09-17 at the latest (2023-04-20 at the earliest)" in out  # noqa: E501
+    assert "  On 2026-12-01:      overdue since 2026-09-17 at the latest (2025-06-04 at the earliest)" in out  # noqa: E501
     assert "Build 53100 (11.17.2.0 build 53100)" in out
-    assert "  Update by:          2027-02-17 (end of day UTC)\n" in out
+    assert "  Update:             update by 2027-02-17 (last day on time, end of day UTC)\n" in out
     assert "  Overdue from:       2027-02-18 00:00 UTC\n" in out
     assert "in time: 78 day(s) left until the earliest possible deadline" in out
+
+
+def test_show_one_build_possibly_overdue(tmp_path: Path) -> None:
+    """Inside the range: late if the release came out early, on time if it came out late."""
+    now = datetime(2024, 10, 1, tzinfo=UTC)
+    code, out, _ = run("show", "--config.file", no_config(tmp_path), "--build", "46000", now=now)
+    assert code == 0
+    assert "  Update:             update between 2024-09-06 and 2024-10-15" in out
+    assert (
+        "  On 2024-10-01:      possibly overdue: late since 2024-09-07 if the release came out "
+        "on its earliest possible day; certainly overdue from 2024-10-16"
+    ) in out
+
+
+def test_show_telemetry_manual_holds_a_server_to_53100(tmp_path: Path) -> None:
+    """CTX695107 ("before April 15, 2026") and the LAS docs of build 52100 (offline
+    activation needs 53100): an offline server on 52100 is late after 2026-04-14."""
+    code, out, _ = run("show", "--config.file", no_config(tmp_path), "--telemetry", "manual")
+    assert code == 0
+    rows = table(out)
+    assert rows[52100]["rule"] == "minimum_build_53100_offline"
+    assert (rows[52100]["at"], rows[52100]["latest"]) == ("2025-06-03", "2026-04-14")
+    assert rows[53100]["rule"] == "six_months_after_release"
+    code, out, _ = run("show", "--config.file", no_config(tmp_path))
+    assert table(out)[52100]["rule"] == "six_months_after_release"
 
 
 def test_show_unknown_and_invalid_builds(tmp_path: Path) -> None:
@@ -487,9 +532,9 @@ def test_show_with_config_releases_and_file_sources(tmp_path: Path) -> None:
     rows = table(out)
     assert rows[57000]["origin"] == str(good) and rows[57500]["origin"] == "config"
     # 57000 released 2026-08-31: six months end on 2027-02-28 (clipped), overdue from 03-01.
-    assert (rows[56200]["at"], rows[56200]["latest"]) == ("2027-03-01", "2027-03-01")
+    assert (rows[56200]["at"], rows[56200]["latest"]) == ("2027-02-28", "2027-02-28")
     # Without minimum builds, 39000 now waits for 40000's six months: 2022-10-19 + 6 = 04-19.
-    assert rows[39000]["at"] == "2023-04-20"
+    assert rows[39000]["at"] == "2023-04-19"
     assert rows[57500]["rule"] == "-" and rows[57500]["at"] == "no deadline"
 
 
@@ -507,3 +552,69 @@ def test_show_without_a_config_file_and_with_a_bad_one(
     (tmp_path / "bad.yml").write_text("modules: {d: {}}\ncatalog: {sources: [{file: a, url: b}]}\n")
     assert main(["--config.file", "bad.yml", "catalog", "show"]) == 1
     assert "catalog.sources[0]" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- --output json
+
+JSON_KEYS = [
+    "build", "version", "in_catalog", "released", "released_after", "released_by", "origin",
+    "source", "rule", "update_by_earliest", "update_by_latest",
+]  # fmt: skip
+
+
+def test_show_json_agrees_with_the_text_for_every_bundled_build(tmp_path: Path) -> None:
+    """Issue 14 item 9: the same facts as the text table, build by build."""
+    code, out, err = run("show", "--config.file", no_config(tmp_path), "--output", "json")
+    assert (code, err) == (0, "")
+    document = json.loads(out)
+    assert list(document) == ["builds"]
+    records = {r["build"]: r for r in document["builds"]}
+    assert [r["build"] for r in document["builds"]] == [r.build for r in BUNDLED.releases]
+    _, text, _ = run("show", "--config.file", no_config(tmp_path))
+    rows = table(text)
+    assert sorted(rows) == sorted(records)
+    for build, row in rows.items():
+        record = records[build]
+        assert list(record) == JSON_KEYS
+        release = BUNDLED.find(parse_version(f"11.17.2.0 build {build}"))
+        assert release is not None
+        assert record["version"] == row["version"] == str(release.version.version)
+        assert record["in_catalog"] is True
+        assert record["origin"] == row["origin"] == "bundled"
+        assert record["source"] == release.source
+        assert (record["rule"] or "-") == row["rule"]
+        if row["at"] == "no deadline":
+            assert (record["update_by_earliest"], record["update_by_latest"]) == (None, None)
+        else:
+            assert (record["update_by_earliest"], record["update_by_latest"]) == (
+                row["at"], row["latest"],
+            ), build
+        described = release.describe_date().removeprefix("released ")
+        assert described == row["released"]
+        dates = [record["released"], record["released_after"], record["released_by"]]
+        assert dates == [
+            d.isoformat() if d else None
+            for d in (release.released, release.released_after, release.released_by)
+        ]
+    assert records[46000]["update_by_earliest"] == "2024-09-06"
+    assert records[46000]["update_by_latest"] == "2024-10-15"
+    assert records[56200]["rule"] is None
+
+
+def test_show_json_with_builds_includes_unknown_ones(tmp_path: Path) -> None:
+    code, out, err = run("show", "--config.file", no_config(tmp_path), "--output", "json",
+                         "--build", "52100", "--build", "50000", "--build", "nonsense")
+    assert code == 1
+    assert "--build 'nonsense': not a License Server version" in err
+    assert "build 50000 is not in the catalog" in err
+    records = json.loads(out)["builds"]
+    assert [r["build"] for r in records] == [52100, 50000]
+    unknown = records[1]
+    assert unknown == {
+        "build": 50000, "version": "11.17.2.0", "in_catalog": False, "released": None,
+        "released_after": None, "released_by": None, "origin": None, "source": None,
+        "rule": "six_months_after_release", "update_by_earliest": "2025-02-20",
+        "update_by_latest": "2025-06-03",
+    }  # fmt: skip
+    assert records[0]["released_after"] == "2024-12-03"
+    assert records[0]["released_by"] == "2025-04-29"

@@ -224,7 +224,7 @@ def test_bound_both() -> None:
     assert a.deadline.latest_at == utc("2023-09-21T00:00:00")  # from the upper bound 2023-03-20
     assert a.deadline.explanation == (
         "6 months after build 41000 (released after 2022-10-19, by 2023-03-20; "
-        "earliest possible release 2022-10-19)"
+        "earliest possible release 2022-10-19; latest possible release 2023-03-20)"
     )
 
 
@@ -237,7 +237,8 @@ def test_bound_by_only_uses_lower_bound_of_an_earlier_release() -> None:
     assert a.deadline.latest_at == utc("2023-09-21T00:00:00")
     assert a.deadline.explanation == (
         "6 months after build 42000 (released by 2023-03-20; earliest possible release "
-        "2022-10-19, as build 41000 was released after 2022-10-19, by 2023-03-20)"
+        "2022-10-19, as build 41000 was released after 2022-10-19, by 2023-03-20; latest "
+        "possible release 2023-03-20)"
     )
 
 
@@ -278,7 +279,11 @@ def test_fixed_minimum_builds() -> None:
     a = run("11.17.2.0 build 49000", Catalog(), PolicyConfig())
     assert a.deadline is not None
     assert a.deadline.rule == "minimum_build_51000"
-    assert a.deadline.at == utc("2026-04-16T00:00:00")
+    # CTX695107: complete the LAS transition "before April 15, 2026": 14 April is the last day
+    # on time, so the server is overdue from 15 April 00:00 UTC.
+    assert a.deadline.at == utc("2026-04-15T00:00:00")
+    assert a.deadline.update_by_earliest == date(2026, 4, 14)
+    assert a.deadline.in_words() == "update by 2026-04-14"
     # at or above every minimum build: no fixed rule applies
     assert run("11.17.2.0 build 51000", Catalog(), PolicyConfig()).deadline is None
 
@@ -287,8 +292,42 @@ def test_default_minimum_builds() -> None:
     assert PolicyConfig().minimum_builds == DEFAULT_MINIMUM_BUILDS
     assert [(m.name, m.build, m.deadline) for m in DEFAULT_MINIMUM_BUILDS] == [
         ("minimum_build_40000", 40000, date(2023, 3, 31)),
-        ("minimum_build_51000", 51000, date(2026, 4, 15)),
+        ("minimum_build_51000", 51000, date(2026, 4, 14)),
+        ("minimum_build_53100_offline", 53100, date(2026, 4, 14)),
     ]
+    assert [m.telemetry for m in DEFAULT_MINIMUM_BUILDS] == [None, None, "manual"]
+
+
+@pytest.mark.parametrize(
+    ("build", "telemetry", "rule"),
+    [(52100, "manual", "minimum_build_53100_offline"), (52100, "automatic", None),
+     (51000, "manual", "minimum_build_53100_offline"), (53100, "manual", None),
+     (49000, "manual", "minimum_build_51000")],
+)  # fmt: skip
+def test_offline_servers_are_held_to_53100(build: int, telemetry: str, rule: str | None) -> None:
+    """The LAS docs of build 52100 name 53100 for offline activation (and PVS, XenServer,
+    WEM, ...); a server that reports by hand (telemetry: manual) is such an offline server.
+    51000 or later alone (las_supported) does not prove the server was onboarded to LAS."""
+    a = assess(LicenseServerVersion.of("11.17.2.0", build), Catalog(), PolicyConfig(),
+               telemetry=telemetry)
+    assert (a.deadline.rule if a.deadline else None) == rule
+    if a.deadline is not None:
+        assert a.deadline.update_by_latest == date(2026, 4, 14)
+
+
+def test_several_rules_give_one_range() -> None:
+    """Possibly late from the earliest rule's first day, certainly late from the earliest
+    latest day; the rule named is the one that makes the server certainly late first."""
+    catalog = Catalog((rel(52100, released="2025-01-01"), rel(53100, after="2025-01-01",
+                                                            by="2026-03-16")))
+    a = assess(LicenseServerVersion.of("11.17.2.0", 52100), catalog, PolicyConfig(),
+               telemetry="manual")
+    assert a.deadline is not None
+    assert a.deadline.rule == "minimum_build_53100_offline"
+    assert a.deadline.update_by_earliest == date(2025, 7, 1)  # 2025-01-01 + 6 months
+    assert a.deadline.update_by_latest == date(2026, 4, 14)
+    assert a.deadline.in_words() == "update between 2025-07-01 and 2026-04-14"
+    assert "possibly late earlier under rule six_months_after_release" in a.deadline.explanation
 
 
 def test_custom_minimum_build_rule() -> None:
@@ -392,29 +431,48 @@ def test_las_flags(build: int, las: bool, offline: bool) -> None:
 
 # --------------------------------------------------------------------------- bundled catalog
 # Hand-computed with the default policy (6 months, rule from build 40000, minimum builds
-# 40000 by 2023-03-31 and 51000 by 2026-04-15). The CLI `catalog show` must print the same.
+# 40000 by 2023-03-31 and 51000 by 2026-04-14; servers with automatic telemetry). The CLI
+# `catalog show` must print the same. Bounds and their sources: docs/assumptions.md "Release
+# dates" (issue 14 item 6).
 #
-# build  first newer >= 40000 and its earliest possible release   six-month ends  fixed     winner
-# 30000  40000 released 2022-10-19                                2023-04-19      2023-03-31 fixed
-# 39000  40000 released 2022-10-19                                2023-04-19      2023-03-31 fixed
-# 40000  41000 after 2022-10-19                                   2023-04-19      2026-04-15 six
-# 42000  43000 by 2024-03-06; cannot predate 41000 (after 10-19)  2023-04-19      2026-04-15 six
-# 49000  51000 by 2024-12-03; cannot predate 41000 (after 10-19)  2023-04-19      2026-04-15 six
-# 52100  53100 by 2026-03-16; cannot predate 41000 (after 10-19)  2023-04-19      -          six
-# 53100  56200 released 2026-08-17                                2027-02-17      -          six
-# 56200  none                                                     -               -          none
+# build  first newer >= 40000: earliest .. latest possible release     overdue from (range)
+# 30000  (fixed rule 2023-03-31 wins over 40000 + 6 months)            2023-04-01
+# 40000  41000: after 2022-10-19 (40000) .. by 2023-03-09 (42000 log)  2023-04-20 .. 2023-09-10
+# 42000  43000: after 2023-03-20 (jinna-i) .. by 2024-03-06 (46000)    2023-09-21 .. 2024-09-07
+# 46000  47000: after 2024-03-06 .. by 2024-04-15 (Stalhood)           2024-09-07 .. 2024-10-16
+# 49000  51000: after 2024-08-20 .. by 2024-12-03 (Stalhood)           2025-02-21 .. 2025-06-04
+# 51000  52100: after 2024-12-03 .. by 2025-04-29                      2025-06-04 .. 2025-10-30
+# 52100  53100: after 2024-12-03 (from 52100) .. by 2026-03-16         2025-06-04 .. 2026-09-17
+# 53100  56200 released 2026-08-17                                     2027-02-18
+# 56200  none
 
 BUNDLED_EXPECTED = [
     # running build, rule, cause, overdue from (UTC), latest possible overdue from
     (30000, "minimum_build_40000", None, "2023-04-01", "2023-04-01"),
     (39000, "minimum_build_40000", None, "2023-04-01", "2023-04-01"),
-    (40000, SIX_MONTH_RULE, 41000, "2023-04-20", "2023-09-21"),  # 41000 by 2023-03-20
-    (42000, SIX_MONTH_RULE, 43000, "2023-04-20", "2024-09-07"),  # 43000 by 2024-03-06
-    (49000, SIX_MONTH_RULE, 51000, "2023-04-20", "2025-06-04"),  # 51000 by 2024-12-03
-    (51000, SIX_MONTH_RULE, 52100, "2023-04-20", "2025-10-30"),  # 52100 by 2025-04-29
-    (52100, SIX_MONTH_RULE, 53100, "2023-04-20", "2026-09-17"),  # 53100 by 2026-03-16
-    (53100, SIX_MONTH_RULE, 56200, "2027-02-18", "2027-02-18"),  # 56200 on 2026-08-17
+    (40000, SIX_MONTH_RULE, 41000, "2023-04-20", "2023-09-10"),
+    (42000, SIX_MONTH_RULE, 43000, "2023-09-21", "2024-09-07"),
+    (46000, SIX_MONTH_RULE, 47000, "2024-09-07", "2024-10-16"),
+    (49000, SIX_MONTH_RULE, 51000, "2025-02-21", "2025-06-04"),
+    (51000, SIX_MONTH_RULE, 52100, "2025-06-04", "2025-10-30"),
+    (52100, SIX_MONTH_RULE, 53100, "2025-06-04", "2026-09-17"),
+    (53100, SIX_MONTH_RULE, 56200, "2027-02-18", "2027-02-18"),
 ]
+
+
+def test_no_bundled_deadline_predates_the_release_of_the_running_build() -> None:
+    """Issue 14 item 8: a deadline the catalog shows impossible is never stated. A server on
+    build N cannot be late before N+1 can have come out plus six months, and the range is
+    never inverted."""
+    catalog = load_bundled()
+    for release in catalog.releases:
+        for telemetry in ("automatic", "manual"):
+            d = assess(release.version, catalog, PolicyConfig(), telemetry=telemetry).deadline
+            if d is None:
+                continue
+            assert d.at <= d.latest_at
+            if d.cause is not None:
+                assert d.update_by_earliest >= catalog.earliest_release(release).date
 
 
 @pytest.mark.parametrize(("build", "rule", "cause", "at", "latest_at"), BUNDLED_EXPECTED)
@@ -438,7 +496,8 @@ def test_bundled_explanations() -> None:
     assert a.deadline is not None
     assert a.deadline.explanation == (
         "6 months after build 53100 (released by 2026-03-16; earliest possible release "
-        "2022-10-19, as build 41000 was released after 2022-10-19, by 2023-03-20)"
+        "2024-12-03, as build 52100 was released after 2024-12-03, by 2025-04-29; latest "
+        "possible release 2026-03-16)"
     )
     a = run("11.17.2.0 build 53100", catalog)
     assert a.deadline is not None

@@ -39,6 +39,7 @@ TEST_KINDS = ("firing", "silent", "boundary", "scrape gap")
 ANNOTATIONS = ("summary", "description", "runbook_url", "dashboard_url")
 RECORDING_RULES = {
     "instance:citrix_license_update_deadline:days_remaining",
+    "instance:citrix_license_update_deadline_latest:days_remaining",
     "instance:citrix_license_version_age:days",
     "instance:citrix_license_telemetry_last_success:days_ago",
     "instance_feature:citrix_license_usage:ratio",

@@ -1,8 +1,10 @@
 """The release catalog: which License Server builds exist and when each was released.
 
-Citrix publishes no machine-readable release feed, so the exporter carries ``releases.yaml``
-(bundled, and published for others to fetch) and lets users add or override entries. The file
-format, where each date comes from and how bounds are read are described in docs/catalog.md.
+Citrix's RSS feed of licensing downloads is not known to list every build (``feed.py`` reads it
+as a catalog source), so the exporter carries ``releases.yaml`` (bundled, and published for others
+to fetch) with every build and a public source per date, and lets users add or override
+entries. The file format, where each date comes from and how bounds are read are described in
+docs/catalog.md.
 
 A release date is either *exact* (``released``, a source states the day) or *bounded*
 (``released_after``: no earlier than; ``released_by``: no later than). Releases are assumed to

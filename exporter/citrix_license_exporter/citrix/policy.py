@@ -8,13 +8,21 @@ Rules (CTX477614, CTX695107; reasoning and examples in docs/catalog.md):
   ``six_month_rule_from_build`` on (default 40000) start the clock: Citrix announced the rule in
   October 2022 for "subsequent" versions after build 40000; older servers were given the fixed
   date below instead.
-* **Minimum builds**: a server below ``build`` must be updated by the end of ``deadline``
-  (40000 by 2023-03-31; 51000, the first License Activation Service build, by 2026-04-15 when
-  file-based licensing ended).
+* **Minimum builds**: a server below ``build`` must be updated by the end of ``deadline``:
+  40000 by 2023-03-31 (CTX477614: "by March 31, 2023"); 51000, the first License Activation
+  Service build, by 2026-04-14 (CTX695107: complete the transition "before April 15, 2026", so
+  14 April is the last day on time); and for a server that reports by hand (``telemetry:
+  manual``, an offline server) 53100, the first build with offline LAS activation (LAS docs of
+  build 52100), by the same day. A rule with ``telemetry="manual"`` applies to such servers only.
 
-A server's deadline is the earliest applicable one. Time zone UTC; a deadline day D is
-inclusive: the server is overdue from D+1 00:00:00 UTC. Bounded release dates use the earliest
-possible release day (:meth:`Catalog.earliest_release`) so that deadlines come early, never late.
+Time zone UTC; a deadline day D is inclusive: the server is overdue from D+1 00:00:00 UTC.
+
+**Ranges.** Where the release that starts a six-month clock is known only within bounds, the
+deadline is a range: ``at`` if the release came out on its earliest possible day
+(:meth:`Catalog.earliest_release`), ``latest_at`` if on its latest (:meth:`Catalog.latest_release`).
+A server is *possibly* late from ``at`` and *certainly* late from ``latest_at``. With several
+applicable rules the range runs from the earliest ``at`` to the earliest ``latest_at``; the rule
+named is the one whose ``latest_at`` binds (the rule that makes the server certainly late first).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 
 from .catalog import Catalog, DateBound, Release
 from .versions import LicenseServerVersion
@@ -39,11 +48,20 @@ class MinimumBuild:
     name: str  # rule name used as a metric label value, e.g. "minimum_build_40000"
     build: int
     deadline: date  # must run >= build by the end of this day (UTC)
+    #: None: every server; "manual": only targets configured ``telemetry: manual``.
+    telemetry: Literal["manual"] | None = None
 
+
+#: The last day on time for the License Activation Service transition: CTX695107 says to
+#: complete it "before April 15, 2026".
+LAS_TRANSITION_LAST_DAY = date(2026, 4, 14)
 
 DEFAULT_MINIMUM_BUILDS: tuple[MinimumBuild, ...] = (
     MinimumBuild("minimum_build_40000", 40000, date(2023, 3, 31)),
-    MinimumBuild("minimum_build_51000", LAS_MIN_BUILD, date(2026, 4, 15)),
+    MinimumBuild("minimum_build_51000", LAS_MIN_BUILD, LAS_TRANSITION_LAST_DAY),
+    MinimumBuild(
+        "minimum_build_53100_offline", LAS_OFFLINE_MIN_BUILD, LAS_TRANSITION_LAST_DAY, "manual"
+    ),
 )
 
 
@@ -62,13 +80,33 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class Deadline:
-    at: datetime  # tz-aware UTC instant from which the server is overdue
+    #: tz-aware UTC instant from which the server is overdue if the release that starts the
+    #: clock came out on its earliest possible day (possibly late from here).
+    at: datetime
     rule: str  # SIX_MONTH_RULE or a MinimumBuild.name
     cause: Release | None  # the release that started the six-month clock
     explanation: str
     #: The instant the server is overdue at the latest, when the release came out on its
-    #: latest possible day (equal to ``at`` for exact dates and fixed rules).
-    latest_at: datetime | None = None
+    #: latest possible day (certainly late from here; equal to ``at`` for exact dates).
+    latest_at: datetime
+
+    @property
+    def update_by_earliest(self) -> date:
+        """The last day (UTC, inclusive) an update is on time, at the earliest."""
+        return (self.at - timedelta(days=1)).date()
+
+    @property
+    def update_by_latest(self) -> date:
+        """The last day (UTC, inclusive) an update is on time, at the latest."""
+        return (self.latest_at - timedelta(days=1)).date()
+
+    @property
+    def exact(self) -> bool:
+        return self.at == self.latest_at
+
+    def in_words(self) -> str:
+        """``update by 2027-02-17``, or ``update between 2024-09-06 and 2024-10-15``."""
+        return update_in_words(self.update_by_earliest, self.update_by_latest)
 
 
 @dataclass(frozen=True)
@@ -81,6 +119,12 @@ class Assessment:
     deadline: Deadline | None  # earliest applicable rule; None when none applies
     las_supported: bool  # build >= 51000
     las_offline_supported: bool  # build >= 53100
+
+
+def update_in_words(earliest: date, latest: date) -> str:
+    if earliest >= latest:
+        return f"update by {latest.isoformat()}"
+    return f"update between {earliest.isoformat()} and {latest.isoformat()}"
 
 
 def add_months(d: date, months: int) -> date:
@@ -114,7 +158,9 @@ def release_time(catalog: Catalog, release: Release) -> datetime:
     return start_of_day(catalog.latest_release(release).date)
 
 
-def _explain_six_months(months: int, release: Release, earliest: DateBound) -> str:
+def _explain_six_months(
+    months: int, release: Release, earliest: DateBound, latest: DateBound
+) -> str:
     head = f"{months} months after build {release.build} ({release.describe_date()}"
     if earliest.basis == "fallback":
         return (
@@ -123,7 +169,10 @@ def _explain_six_months(months: int, release: Release, earliest: DateBound) -> s
         )
     if release.released is not None:
         return f"{head})"
-    return f"{head}; earliest possible release {earliest.describe()})"
+    parts = [f"earliest possible release {earliest.describe()}"]
+    if latest.date != earliest.date:
+        parts.append(f"latest possible release {latest.describe()}")
+    return f"{head}; " + "; ".join(parts) + ")"
 
 
 def _six_month_deadline(
@@ -140,15 +189,19 @@ def _six_month_deadline(
             at=end_of_day(add_months(earliest.date, policy.months)),
             rule=SIX_MONTH_RULE,
             cause=release,
-            explanation=_explain_six_months(policy.months, release, earliest),
+            explanation=_explain_six_months(policy.months, release, earliest, latest),
             latest_at=end_of_day(add_months(max(latest.date, earliest.date), policy.months)),
         )
     return None
 
 
-def _minimum_build_deadlines(version: LicenseServerVersion, policy: PolicyConfig) -> list[Deadline]:
+def _minimum_build_deadlines(
+    version: LicenseServerVersion, policy: PolicyConfig, telemetry: str
+) -> list[Deadline]:
     found = []
     for rule in policy.minimum_builds:
+        if rule.telemetry is not None and rule.telemetry != telemetry:
+            continue
         if version.build < rule.build:
             at = end_of_day(rule.deadline)
             found.append(
@@ -158,7 +211,9 @@ def _minimum_build_deadlines(version: LicenseServerVersion, policy: PolicyConfig
                     cause=None,
                     explanation=(
                         f"build {version.build} is below {rule.build}, required by "
-                        f"{rule.deadline.isoformat()} (rule {rule.name})"
+                        f"{rule.deadline.isoformat()}"
+                        + (" for servers that report by hand" if rule.telemetry else "")
+                        + f" (rule {rule.name})"
                     ),
                     latest_at=at,
                 )
@@ -166,21 +221,50 @@ def _minimum_build_deadlines(version: LicenseServerVersion, policy: PolicyConfig
     return found
 
 
-def assess(version: LicenseServerVersion, catalog: Catalog, policy: PolicyConfig) -> Assessment:
+def combine(candidates: list[Deadline]) -> Deadline | None:
+    """One deadline from every applicable rule: possibly late from the earliest ``at``,
+    certainly late from the earliest ``latest_at``; the rule named is the one whose
+    ``latest_at`` binds (on a tie the earlier ``at``, then the first candidate)."""
+    if not candidates:
+        return None
+    binding = min(candidates, key=lambda d: (d.latest_at, d.at))
+    first = min(candidates, key=lambda d: d.at)
+    if first.at >= binding.at:
+        return binding
+    return Deadline(
+        at=first.at,
+        rule=binding.rule,
+        cause=binding.cause,
+        explanation=(
+            f"{binding.explanation}; possibly late earlier under rule {first.rule} (update by "
+            f"{first.update_by_earliest.isoformat()} at the earliest): {first.explanation}"
+        ),
+        latest_at=binding.latest_at,
+    )
+
+
+def assess(
+    version: LicenseServerVersion,
+    catalog: Catalog,
+    policy: PolicyConfig,
+    *,
+    telemetry: str = "automatic",
+) -> Assessment:
     """Judge one running version against the catalog and the policy.
 
-    Unknown builds (not in the catalog) get no release time, but newer known releases still
-    count and still start the six-month clock, and the minimum-build rules still apply. A build
-    newer than everything in the catalog has no six-month deadline.
+    ``telemetry`` is the target's ``telemetry`` setting: ``manual`` (an offline server) also
+    applies the rules meant for servers that report by hand. Unknown builds (not in the
+    catalog) get no release time, but newer known releases still count and still start the
+    six-month clock, and the minimum-build rules still apply. A build newer than everything in
+    the catalog has no six-month deadline.
     """
     release = catalog.find(version)
     candidates: list[Deadline] = []
     six = _six_month_deadline(version, catalog, policy)
     if six is not None:
         candidates.append(six)
-    candidates.extend(_minimum_build_deadlines(version, policy))
-    # Earliest wins; on a tie the first candidate (six-month rule, then rules in order) stays.
-    deadline = min(candidates, key=lambda d: d.at) if candidates else None
+    candidates.extend(_minimum_build_deadlines(version, policy, telemetry))
+    deadline = combine(candidates)
     return Assessment(
         version=version,
         known=release is not None,
