@@ -88,8 +88,10 @@ def classify(exc: BaseException) -> FailureKind:
     if isinstance(exc, CollectorError):
         if exc.kind is not None:
             return exc.kind
+        # The collector understood this failure: it is the peer's, not the exporter's.
         cause = exc.__cause__ or exc.__context__
-        return classify(cause) if cause is not None else FailureKind.PROTOCOL
+        kind = classify(cause) if cause is not None else FailureKind.PROTOCOL
+        return FailureKind.PROTOCOL if kind is FailureKind.INTERNAL else kind
     if isinstance(exc, TimeoutError):
         return FailureKind.TIMEOUT
     if isinstance(exc, socket.gaierror):

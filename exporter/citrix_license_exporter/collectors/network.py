@@ -118,10 +118,19 @@ async def connect(addresses: list[tuple[int, str]], port: int) -> socket.socket:
             sock.close()
             raise
         return sock
+    if isinstance(error, ConnectionResetError):
+        # A reset (not a refusal) while connecting: the server accepted the connection and
+        # reset it at once. The port is reachable; nothing can be read from it.
+        raise AcceptedThenReset(f"port {port}: connection reset right after it was accepted",
+                                kind=FailureKind.REFUSED)
     if isinstance(error, ConnectionRefusedError):
         raise CollectorError(f"port {port}: connection refused", kind=FailureKind.REFUSED)
-    reason = error.strerror if error is not None and error.strerror else str(error)
+    reason = os.strerror(error.errno) if error is not None and error.errno else str(error)
     raise CollectorError(f"port {port}: {reason}", kind=FailureKind.REFUSED)
+
+
+class AcceptedThenReset(CollectorError):
+    """The TCP connection was accepted, then reset before the loop saw it complete."""
 
 
 async def tls_handshake(
@@ -161,6 +170,9 @@ async def check_port(
     start = time.monotonic()
     try:
         sock = await connect(addresses, port)
+    except AcceptedThenReset:
+        found[name] = PortCheck(name, port, True, time.monotonic() - start)
+        raise
     except CollectorError as exc:
         found[name] = PortCheck(name, port, False, time.monotonic() - start, str(exc))
         raise
