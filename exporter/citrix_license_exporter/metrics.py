@@ -1,13 +1,16 @@
 """Domain results to Prometheus metric families. Every metric name of the exporter lives here.
 
-This module does no I/O: it is handed a ``ProbeResult`` (or the exporter's state) and builds
-fresh families for one scrape. docs/metrics.md documents each family.
+This module does no I/O (but for one log line when a collector's data cannot be exposed): it is
+handed a ``ProbeResult`` (or the exporter's state) and builds fresh families for one scrape.
+docs/metrics.md documents each family.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
@@ -21,6 +24,8 @@ from .probe import ProbeResult
 
 if TYPE_CHECKING:
     from .app import ExporterState
+
+log = logging.getLogger(__name__)
 
 PREFIX = "citrix_license"
 CACHED_NOTE = (
@@ -444,13 +449,49 @@ def server_families(result: ProbeResult) -> Iterator[Metric]:
 # One probe
 
 
+def exposable(build: Callable[[], Iterable[Metric]]) -> tuple[list[Metric], str | None]:
+    """The families ``build`` makes, checked so that the exposition can encode them; or none and
+    the reason. The parsers already clean every peer value (citrix/peer_values.py): this is the
+    net under them, so a value they missed fails its collector instead of the whole answer."""
+    try:
+        families = list(build())
+        for family in families:
+            for sample in family.samples:
+                for text in sample.labels.values():
+                    if not text.isascii():
+                        text.encode("utf-8")
+                float(sample.value)
+    except Exception as exc:  # OverflowError, UnicodeEncodeError, ...: never the whole answer
+        return [], f"{type(exc).__name__}: {str(exc)[:160]}"
+    return families, None
+
+
+def _not_exposed(result: ProbeResult, what: str, reason: str) -> None:
+    log.warning(
+        "collector data could not be turned into metrics",
+        extra={"fields": {"target": result.target.name, "collector": what, "reason": reason}},
+    )
+
+
 def probe_families(result: ProbeResult) -> list[Metric]:
-    families = outcome_families(result)
+    built: dict[str, list[Metric]] = {}
     for outcome in result.outcomes:
         builder = DATA_FAMILIES.get(outcome.collector)
         if outcome.success and builder is not None:
-            families.extend(builder(outcome.data, result))
-    families.extend(server_families(result))
+            data_families, reason = exposable(partial(builder, outcome.data, result))
+            if reason is not None:
+                _not_exposed(result, outcome.collector, reason)
+                continue
+            built[outcome.collector] = data_families
+    exposed = {o.collector: o.success and (o.collector in built or o.collector not in
+                                           DATA_FAMILIES) for o in result.outcomes}
+    server, reason = exposable(lambda: server_families(result))
+    if reason is not None:
+        _not_exposed(result, "version", reason)
+    families = outcome_families(result, exposed)
+    for outcome in result.outcomes:
+        families.extend(built.get(outcome.collector, ()))
+    families.extend(server)
     return families
 
 
@@ -463,14 +504,20 @@ def probe_duration_family(seconds: float) -> GaugeMetricFamily:
     return family
 
 
-def outcome_families(result: ProbeResult) -> list[Metric]:
-    """The families every probe answer starts with: up, and each collector's outcome."""
+def outcome_families(
+    result: ProbeResult, exposed: dict[str, bool] | None = None
+) -> list[Metric]:
+    """The families every probe answer starts with: up, and each collector's outcome.
+    ``exposed``: per collector, whether it succeeded and its data could be exposed (default:
+    its outcome's success; exposition.py turns an outcome whose data failed into a failure)."""
+    if exposed is None:
+        exposed = {o.collector: o.success for o in result.outcomes}
     up = gauge(
         "up",
         "1 if the target's primary collector succeeded "
         f"(this target: {result.module.primary}).",
     )
-    up.add_metric([], 1.0 if result.up else 0.0)
+    up.add_metric([], 1.0 if exposed.get(result.module.primary, False) else 0.0)
     success = gauge("collector_success", "1 if the collector succeeded.", ["collector"])
     duration = gauge(
         "collector_duration_seconds",
@@ -484,7 +531,7 @@ def outcome_families(result: ProbeResult) -> list[Metric]:
     )
     families: list[Metric] = [up, success, duration, last_ok]
     for outcome in result.outcomes:
-        success.add_metric([outcome.collector], 1.0 if outcome.success else 0.0)
+        success.add_metric([outcome.collector], 1.0 if exposed[outcome.collector] else 0.0)
         duration.add_metric([outcome.collector], outcome.duration)
         if outcome.last_success is not None:
             last_ok.add_metric([outcome.collector], outcome.last_success)

@@ -43,6 +43,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("CitrixLicenseTelemetryUploadStale", "e2e-telemetry-failing"): "warning",
     ("CitrixLicenseTelemetryUploadStale", "e2e-upgrade-me"): "warning",
     ("CitrixLicenseExpiring", "e2e-license-expiring"): "warning",
+    # Installed but not running, and required but not installed (issue 14 item 1).
+    ("CitrixLicenseServiceDown", "e2e-services"): "warning",
+    ("CitrixLicenseServiceMissing", "e2e-services"): "warning",
     ("CitrixLicenseWebCertificateExpiring", "e2e-stop-me"): "warning",
     ("CitrixLicenseWebCertificateExpiring", "e2e-cert-critical"): "critical",
     # The simulated ports are ephemeral, not 27000/7279: the rule is keyed on the role, so the
@@ -143,6 +146,11 @@ def test_expected_alerts_arrive_with_labels_annotations_and_routes(e2e_stack: St
     expiring = by_key[("CitrixLicenseExpiring", "e2e-license-expiring")]
     assert expiring.labels.get("serial") == "E2E-0001"
     assert "XDT_PLT_UD" in expiring.annotations["description"]
+    down = by_key[("CitrixLicenseServiceDown", "e2e-services")]
+    assert down.labels.get("service") == "CitrixWebServicesforLicensing"
+    assert "state: stopped" in down.annotations["description"]
+    missing = by_key[("CitrixLicenseServiceMissing", "e2e-services")]
+    assert missing.labels.get("service") == "CtxLSPortSvc"
     failing = by_key[("CitrixLicenseTelemetryUploadFailing", "e2e-telemetry-failing")]
     assert re.search(r"\b3\b", failing.annotations["description"]), (
         "three failed uploads in a row: " + failing.annotations["description"])

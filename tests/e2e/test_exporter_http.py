@@ -103,8 +103,9 @@ def test_scrape_timeout_header_bounds_the_probe(fleet_of, make_exporter) -> None
     elapsed = time.monotonic() - start
     assert response.status_code == 200
     assert value(response.text, "citrix_license_up") == 0
-    # Deadline = 2 s - 0.5 s offset, far below the module's 20 s.
-    assert 1.3 < elapsed < 4.0, elapsed
+    # Deadline = 2 s - 0.5 s offset, far below the module's 20 s; the network collector ends
+    # its checks up to 0.25 s before it (collectors/network.py RESULT_MARGIN): about 1.25 s.
+    assert 1.2 < elapsed < 4.0, elapsed
 
 
 def test_hanging_target_does_not_delay_another(fleet_of, make_exporter) -> None:

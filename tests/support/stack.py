@@ -100,7 +100,7 @@ DUE_SOON_DAYS = 20
 
 
 def winrm(version: str = NEWEST, *, failing_days: int = 0, expires_days: float | None = None,
-          auth: str = "basic") -> dict[str, Any]:
+          auth: str = "basic", services: dict[str, str] | None = None) -> dict[str, Any]:
     """A WinRM section: low license usage, Subscription Advantage far away, daily uploads.
     Basic authentication over HTTP is the cheapest for the CPU; one server uses NTLM."""
     license_entry: dict[str, Any] = {"serial": "E2E-0001", "pld": "XDT_PLT_UD"}
@@ -118,6 +118,7 @@ def winrm(version: str = NEWEST, *, failing_days: int = 0, expires_days: float |
         ],
         "licenses": [license_entry],
         "uploads": {"days": 10, "failing_days": failing_days},
+        "services": services or {},
     }
 
 
@@ -136,6 +137,10 @@ def e2e_scenarios() -> list[Scenario]:
                   "the last 3 days.", winrm=winrm(failing_days=3)),
         _scenario("e2e-license-expiring", "Newest build; a license expires in 10 days.",
                   winrm=winrm(expires_days=10)),
+        _scenario("e2e-services", "Newest build; Web Services for Licensing installed but "
+                  "stopped, the Citrix Licensing Support Service (CtxLSPortSvc) not installed.",
+                  winrm=winrm(services={"CitrixWebServicesforLicensing": "Stopped",
+                                        "CtxLSPortSvc": "NotInstalled"})),
         _scenario("e2e-upgrade-me", "Build 52100 (overdue) with failing uploads; the test "
                   "upgrades it and lets an upload succeed.",
                   winrm=winrm("11.17.2.0 build 52100", failing_days=2)),

@@ -5,6 +5,12 @@ raises its own documented error (ParseError, VersionParseError, APIFormatError, 
 whose message is short enough to log. Any other exception (IndexError, OverflowError,
 RecursionError...) would turn into an unexplained collector failure and is a bug.
 
+What a parser returns must also survive the step to the exposition (issue 16, defect 3: a
+value valid for the parser, such as a lone surrogate, 10**400 or int.MaxValue hours, broke
+the answer): every parsed result is run through metrics.py (``probe_families``) and encoded
+with prometheus_client's ``generate_latest``, and must be exposable without the safety net in
+``metrics.exposable`` having to drop it.
+
 Examples are bounded (``max_examples``) so the whole module runs in a few seconds in CI; the
 strategies mix random input with near-valid documents, which is where parsers break.
 """
@@ -24,6 +30,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from citrix_license_exporter.citrix import controller_api, wmi
 from citrix_license_exporter.citrix.catalog import CatalogError, parse_catalog_document
@@ -38,8 +46,11 @@ from citrix_license_exporter.citrix.controller_api import (
 from citrix_license_exporter.citrix.licensing import (
     PERMANENT,
     ParseError,
+    TelemetrySummary,
+    WinRMData,
     parse_citrix_date,
     parse_pld,
+    summarize_telemetry,
 )
 from citrix_license_exporter.citrix.onbox import HEADER, parse_output
 from citrix_license_exporter.citrix.uploader_log import (
@@ -52,6 +63,11 @@ from citrix_license_exporter.citrix.versions import (
     VersionParseError,
     parse_version,
 )
+from citrix_license_exporter.collectors.cloud import CloudData
+from citrix_license_exporter.collectors.controller import ControllerData
+from citrix_license_exporter.config import ModuleConfig, TargetConfig
+from citrix_license_exporter.metrics import DATA_FAMILIES, exposable, probe_families
+from citrix_license_exporter.probe import Outcome, ProbeResult
 
 #: CI runs 200 fixed examples per parser (a failure is reproducible). A deeper, randomised run:
 #: ``CLE_FUZZ_EXAMPLES=5000 pytest --timeout=0 tests/unit/test_fuzz_parsers.py``.
@@ -82,6 +98,46 @@ def contract(call: Callable[[], Any], *errors: type[BaseException]) -> Any:
     except errors as exc:
         short(exc)
         return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsed data to an encoded exposition
+
+TARGET = TargetConfig(name="t", address="127.0.0.1", module="m")
+
+
+class _Families:
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Any]:
+        return self.families
+
+
+def expose(collector: str, data: Any) -> str:
+    """``data`` as the one successful collector of a probe: the families metrics.py builds must
+    need no safety net, and the whole probe answer must encode and parse back."""
+    result = ProbeResult(TARGET, ModuleConfig(name="m", collectors=(collector,),
+                                              primary=collector),
+                         (Outcome(collector, True, 0.01, data=data, fetched_at=1.0),))
+    _, reason = exposable(lambda: DATA_FAMILIES[collector](data, result))
+    assert reason is None, reason
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(probe_families(result)))  # type: ignore[arg-type]
+    text = generate_latest(registry).decode("utf-8")
+    assert f'citrix_license_collector_success{{collector="{collector}"}} 1.0' in text
+    list(text_string_to_metric_families(text))  # what it wrote, a scraper reads back
+    return text
+
+
+def winrm_data(**parsed: Any) -> WinRMData:
+    fields: dict[str, Any] = {
+        "license_server_version": None, "version_source": None, "services": (), "pools": (),
+        "licenses": (), "attempts": (), "bundles": (),
+        "telemetry": TelemetrySummary(None, None, None, 0, 0, None), "telemetry_manual": False,
+    }
+    fields.update(parsed)
+    return WinRMData(**fields)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,6 +199,10 @@ prop_names = st.sampled_from(
 prop_values = st.one_of(
     safe_text,
     st.integers(-(10**20), 10**20).map(str),
+    st.sampled_from([str(10**400), str(-(10**400)), str(2**53), str(2**53 + 1), "NaN", "inf",
+                     "1e400", "99981231", "99991231", "00010101",
+                     "99981231235959.000000-720", "00010101000000.000000+720",
+                     "X" * 5000, "XDT_" + "P" * 3000 + "_UD"]),
     st.sampled_from(["permanent", "2027.0115", "20270115", "1-jan-0", "0001-01-01T00:00:00+01:00",
                      "9999-12-31T23:59:59-14:00", "2027-01-15T00:00:00Z", "15-jan-27",
                      "20270115000000.000000+060", "", "Running", "Stopped", "XDT_PLT_UD"]),
@@ -204,11 +264,18 @@ def _wmi_pipeline(data: bytes) -> None:
         fault.is_missing_namespace()
         return
     page = wmi.enumeration_page(root)
-    for parse in (wmi.parse_pools, wmi.parse_licenses, wmi.parse_services):
+    _expose_instances(page.instances)
+
+
+def _expose_instances(items: Any) -> None:
+    for parse, key in ((wmi.parse_pools, "pools"), (wmi.parse_licenses, "licenses"),
+                       (wmi.parse_services, "services")):
         try:
-            parse(page.instances)
+            parsed = parse(items)
         except ParseError as exc:
             short(exc)
+            continue
+        expose("winrm", winrm_data(**{key: parsed}))
 
 
 @FUZZ
@@ -219,17 +286,26 @@ def test_wsman_parsing_contract(data: bytes) -> None:
     contract(lambda: _wmi_pipeline(data), ParseError)
 
 
-instances = st.lists(st.dictionaries(prop_names, st.one_of(st.none(), prop_values), max_size=8),
+#: Instances straight from a dict also carry what XML cannot (lone surrogates, NUL).
+any_text = st.text(alphabet=st.characters(max_codepoint=0xDFFF), max_size=20)
+instances = st.lists(st.dictionaries(prop_names, st.one_of(st.none(), prop_values, any_text),
+                                     max_size=8),
                      max_size=5)
+POOL = {"PLD": "XDT_PLT_UD", "Count": "1", "InUseCount": "0", "PooledAvailable": "1",
+        "Overdraft": "0", "LicenseType": "Retail"}
 
 
 @FUZZ
 @given(instances)
 @example([{"PLD": "X", "Count": "1", "InUseCount": "0", "PooledAvailable": "1", "Overdraft": "0",
            "SubscriptionDate": "0001-01-01T00:00:00+01:00"}])
+@example([{**POOL, "Count": str(10**400)}])
+@example([{**POOL, "PLD": "\ud800", "LicenseType": "\udfff" * 3}])
+@example([{**POOL, "PLD": "XDT_" + "P" * 100_000 + "_UD"}])
+@example([{**POOL, "SubscriptionDate": "99981231235959.000000-720"}])
+@example([{"SerialNumber": "\ud800" + "S" * 10_000, "ExpirationDate": "99981231"}])
 def test_wmi_instances_contract(items: list[dict[str, str | None]]) -> None:
-    for parse in (wmi.parse_pools, wmi.parse_licenses, wmi.parse_services):
-        contract(lambda parse=parse: parse(items), ParseError)
+    contract(lambda: _expose_instances(items), ParseError)
 
 
 @FUZZ
@@ -324,6 +400,9 @@ def test_uploader_log_contract(data: bytes, truncated: bool) -> None:
     for attempt in attempts or ():
         assert 946_684_800 <= attempt.time < 4_102_444_800
         assert len(attempt.message) <= 200
+    if attempts:
+        expose("winrm", winrm_data(attempts=attempts,
+                                   telemetry=summarize_telemetry(attempts, ())))
 
 
 @FUZZ
@@ -372,7 +451,11 @@ json_leaf = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
     st.sampled_from(["2025-01-31T10:00:00Z", "2025-01-31T10:00:00.1234567+01:00",
                      "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "Running",
-                     "Error", "Warning", "OK", "1e400", "3600"]),
+                     "Error", "Warning", "OK", "1e400", "3600", "12/30/2015 12:21:15",
+                     "2018-03-27T11:12:04.00+00:00", "12/31/9999 23:59:59",
+                     "1/1/0001 12:00:00 AM", "\ud800", "a\udfffb", "S" * 5000]),
+    st.sampled_from([2147483647, -2147483648, 10**20, 1e20, 10**400, 2**53 + 1]),
+    any_text,
 )
 json_values = st.recursive(
     json_leaf,
@@ -386,7 +469,8 @@ site_keys = st.sampled_from(
      "PeakConcurrentLicenseUsers", "TotalUniqueLicenseUsers", "LicensedSessionsActive",
      "LicensingAlerts", "LicenseServerStatus", "LicenseInformation", "OutOfBoxGracePeriodActive",
      "AlertLevel", "Items", "Token", "ExpiresAt", "token", "expiresIn", "licenseServersStatus",
-     "fqdn", "isPhoningHome", "lastPhoningHomeTime", "isCompliant", "isExpired"]
+     "fqdn", "isPhoningHome", "lastPhoningHomeTime", "isCompliant", "isExpired",
+     "isEverReported"]
 )
 api_docs = st.recursive(
     json_leaf,
@@ -405,14 +489,26 @@ NOW = datetime(2026, 5, 1, tzinfo=UTC)
 @example({"Token": "t", "ExpiresAt": "0001-01-01T00:00:00+01:00"}, None, None)
 @example({"token": "t", "expiresIn": 1e300}, None, None)
 @example({"token": "t", "expiresIn": float("inf")}, None, None)
+@example({"Id": "a", "Name": "b", "LicensingGracePeriodActive": True,
+           "LicensingGraceHoursLeft": 2147483647}, None, None)
+@example({"Id": "a", "Name": "b", "LicensingGracePeriodActive": True,
+           "LicensingGraceHoursLeft": 1e20}, None, None)
+@example({"Id": "\ud800", "Name": "\ud800", "LicenseServerName": "\udc00"}, None, None)
+@example({"Id": "a", "Name": "N" * 100_000, "PeakConcurrentLicenseUsers": 10**400}, None, None)
+@example({"licenseServersStatus": [{"fqdn": "a", "lastPhoningHomeTime": "12/31/9999 23:59:59",
+                                    "isEverReported": True}]}, None, None)
 def test_controller_and_cloud_json_contract(doc: Any, other: Any, date: str | None) -> None:
     contract(lambda: parse_token(doc, date, NOW), APIFormatError)
     contract(lambda: parse_site_list(doc), APIFormatError)
-    contract(lambda: parse_site(doc, other), APIFormatError)
-    contract(lambda: parse_site(doc), APIFormatError)
+    for site in (contract(lambda: parse_site(doc, other), APIFormatError),
+                 contract(lambda: parse_site(doc), APIFormatError)):
+        if site is not None:
+            expose("controller", ControllerData("https://dc.example.test", (site, site), NOW))
     contract(lambda: controller_api.count_alerts(doc, "alerts"), APIFormatError)
     contract(lambda: parse_cloud_token(doc), APIFormatError)
-    contract(lambda: parse_license_servers(doc), APIFormatError)
+    servers = contract(lambda: parse_license_servers(doc), APIFormatError)
+    for fqdn, server in (servers or {}).items():
+        expose("cloud", CloudData(fqdn, server, len(servers), NOW))
 
 
 @FUZZ

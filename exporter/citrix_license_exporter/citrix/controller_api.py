@@ -30,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from .peer_values import MAX_COUNT, add_hours, clean_text, count_in_range
+
 #: ``LicenseServerStatus`` (citrix-daas-rest-go ``model_license_server_status.go``), in order.
 LICENSE_SERVER_STATUSES: tuple[str, ...] = (
     "Compatible",
@@ -51,6 +53,9 @@ ALERT_LEVELS: tuple[str, ...] = ("Unknown", "Info", "Alert", "Alarm")
 DEFAULT_TOKEN_LIFETIME = timedelta(minutes=15)
 #: Longer stated lifetimes are cut to this (the 401 path re-logs in anyway).
 MAX_TOKEN_LIFETIME = timedelta(hours=24)
+#: LicensingGraceHoursLeft beyond this (ten years; the grace periods last days, 30 at most)
+#: is no remaining time but a sentinel, such as .NET's int.MaxValue: the end is unknown.
+MAX_GRACE_HOURS = 10 * 366 * 24
 
 
 class APIFormatError(ValueError):
@@ -100,7 +105,7 @@ class SiteLicensing:
         no grace period is active or the hours are not given."""
         if not self.grace_active or self.grace_hours_left is None:
             return None
-        return fetched_at + timedelta(hours=self.grace_hours_left)
+        return add_hours(fetched_at, self.grace_hours_left)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,18 +132,22 @@ def _opt_bool(doc: Mapping[str, Any], key: str, what: str) -> bool | None:
     raise APIFormatError(f"{what}.{key}: expected true, false or null, got {_kind(value)}")
 
 
-def _opt_int(doc: Mapping[str, Any], key: str, what: str) -> int | None:
+def _opt_int(
+    doc: Mapping[str, Any], key: str, what: str, low: int = 0, high: int = MAX_COUNT
+) -> int | None:
+    """A whole number, or None when null or outside ``low``..``high``: a number outside its
+    domain (a count of 10**400, a sentinel such as -1 or int.MaxValue) is left out like a null,
+    never turned into a sample or a date it cannot be."""
     value = doc.get(key)
     if value is None:
         return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value != int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+        # (an int is never converted to float here: 10**400 would overflow)
+        isinstance(value, float) and (not math.isfinite(value) or value != int(value))
     ):
         raise APIFormatError(f"{what}.{key}: expected an integer or null, got {_kind(value)}")
-    return int(value)
+    number = int(value)
+    return number if count_in_range(number, low, high) else None
 
 
 def _opt_str(doc: Mapping[str, Any], key: str, what: str) -> str | None:
@@ -211,7 +220,15 @@ def parse_site_list(doc: object) -> list[SiteRef]:
     for i, item in enumerate(items):
         what = f"site list.Items[{i}]"
         entry = _object(item, what)
-        sites.append(SiteRef(id=_req_str(entry, "Id", what), name=_req_str(entry, "Name", what)))
+        site_id = _req_str(entry, "Id", what)
+        if not site_id.isascii():
+            try:
+                site_id.encode("utf-8")  # it goes into the next request's path
+            except UnicodeEncodeError:
+                raise APIFormatError(
+                    f"{what}.Id: not valid Unicode (a lone UTF-16 surrogate)"
+                ) from None
+        sites.append(SiteRef(id=site_id, name=clean_text(_req_str(entry, "Name", what))))
     return sites
 
 
@@ -271,7 +288,7 @@ def license_server_status(
     for status in LICENSE_SERVER_STATUSES:
         if raw.casefold() == status.casefold():
             return status, None
-    return "UnknownStatus", raw[:64]
+    return "UnknownStatus", clean_text(raw, 64)
 
 
 def parse_site(detail: object, overview: object = None) -> SiteLicensing:
@@ -290,13 +307,15 @@ def parse_site(detail: object, overview: object = None) -> SiteLicensing:
     out_of_box = _opt_bool(site, "LicensingOutOfBoxGracePeriodActive", what)
     if out_of_box is None and info is not None:
         out_of_box = _opt_bool(info, "OutOfBoxGracePeriodActive", "license overview")
+    server = _opt_str(site, "LicenseServerName", what)
     return SiteLicensing(
-        id=_req_str(site, "Id", what),
-        name=_req_str(site, "Name", what),
-        license_server_name=_opt_str(site, "LicenseServerName", what),
-        license_server_port=_opt_int(site, "LicenseServerPort", what),
+        # Label text: valid UTF-8 (JSON allows lone surrogates) and bounded in length.
+        id=clean_text(_req_str(site, "Id", what)),
+        name=clean_text(_req_str(site, "Name", what)),
+        license_server_name=None if server is None else clean_text(server),
+        license_server_port=_opt_int(site, "LicenseServerPort", what, 1, 65535),
         grace_active=_opt_bool(site, "LicensingGracePeriodActive", what),
-        grace_hours_left=_opt_int(site, "LicensingGraceHoursLeft", what),
+        grace_hours_left=_opt_int(site, "LicensingGraceHoursLeft", what, 0, MAX_GRACE_HOURS),
         out_of_box_grace_active=out_of_box,
         peak_concurrent_users=_opt_int(site, "PeakConcurrentLicenseUsers", what),
         unique_users=_opt_int(site, "TotalUniqueLicenseUsers", what),
@@ -311,4 +330,12 @@ def unique_site_labels(sites: Sequence[SiteLicensing]) -> list[str]:
     """The ``site`` label per site: its name, or ``name (id)`` where names repeat (site names
     are not guaranteed unique; duplicate label sets would break the exposition)."""
     names = [s.name for s in sites]
-    return [s.name if names.count(s.name) == 1 else f"{s.name} ({s.id})" for s in sites]
+    labels = [s.name if names.count(s.name) == 1 else clean_text(f"{s.name} ({s.id})")
+              for s in sites]
+    # A controller that repeats a site (same name and Id) must not repeat a series either.
+    seen: dict[str, int] = {}
+    unique = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        unique.append(label if seen[label] == 1 else f"{label} #{seen[label]}")
+    return unique

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from .peer_values import clean_text
+
 
 class ParseError(ValueError):
     """Input from the License Server that does not have the expected shape.
@@ -296,7 +298,7 @@ def assign_pool_ids(pools: Iterable[LicensePool]) -> tuple[LicensePool, ...]:
     result: list[LicensePool] = []
     for base, group in by_base.items():
         if len(group) == 1:
-            result.append(replace(group[0], pool=base))
+            result.append(replace(group[0], pool=clean_text(base)))
             continue
         seen: dict[str, int] = {}
         for pool in group:
@@ -305,7 +307,7 @@ def assign_pool_ids(pools: Iterable[LicensePool]) -> tuple[LicensePool, ...]:
             seen[ident] = seen.get(ident, 0) + 1
             if seen[ident] > 1:
                 ident = f"{ident}-{seen[ident]}"
-            result.append(replace(pool, pool=ident))
+            result.append(replace(pool, pool=clean_text(ident)))
     return tuple(result)
 
 

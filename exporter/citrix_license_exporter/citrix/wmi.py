@@ -31,6 +31,7 @@ from .licensing import (
     parse_citrix_date,
     parse_pld,
 )
+from .peer_values import MAX_COUNT, clean_text, count_in_range
 
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -236,7 +237,11 @@ def _count(instance: Instance, name: str, where: str) -> int:
     except ValueError:
         raise ParseError(f"{where}: {name} {excerpt(value)} is not an integer") from None
     if number < 0 and name != "Overdraft":
-        raise ParseError(f"{where}: {name} is negative ({number})")
+        raise ParseError(f"{where}: {name} is negative ({excerpt(str(number))})")
+    # A sample is a float: a count beyond 2**53 (10**400 overflows) is no licence count.
+    if not count_in_range(abs(number)):
+        raise ParseError(f"{where}: {name} {excerpt(str(number))} is out of range "
+                         f"(at most {MAX_COUNT})")
     return number
 
 
@@ -247,13 +252,13 @@ POOL_DISCRIMINATORS = ("VendorString", "DUP_GROUP", "HOST_BASED", "USER_BASED", 
 def parse_pools(instances: Iterable[Instance]) -> tuple[LicensePool, ...]:
     pools = []
     for instance in instances:
-        pld = _required(instance, "PLD", "Citrix_GT_License_Pool")
+        pld = clean_text(_required(instance, "PLD", "Citrix_GT_License_Pool"))
         where = f"Citrix_GT_License_Pool {excerpt(pld)}"
         sa = parse_citrix_date(instance.get("SubscriptionDate") or "", f"{where}: SubscriptionDate")
         pools.append(
             LicensePool(
                 feature=parse_pld(pld),
-                license_type=(instance.get("LicenseType") or "").strip(),
+                license_type=clean_text((instance.get("LicenseType") or "").strip()),
                 installed=_count(instance, "Count", where),
                 in_use=_count(instance, "InUseCount", where),
                 available=_count(instance, "PooledAvailable", where),
@@ -270,7 +275,7 @@ def parse_licenses(instances: Iterable[Instance]) -> tuple[License, ...]:
     merged, keeping the earliest expiry (one series per feature and serial)."""
     merged: dict[tuple[str, str], License] = {}
     for instance in instances:
-        serial = _required(instance, "SerialNumber", "Citrix_GT_License")
+        serial = clean_text(_required(instance, "SerialNumber", "Citrix_GT_License"))
         where = f"Citrix_GT_License {excerpt(serial)}"
         expiry_raw = parse_citrix_date(
             instance.get("ExpirationDate") or "", f"{where}: ExpirationDate"
@@ -279,7 +284,8 @@ def parse_licenses(instances: Iterable[Instance]) -> tuple[License, ...]:
             raise ParseError(f"{where}: property ExpirationDate is missing")
         expiry = None if expiry_raw == PERMANENT else expiry_raw
         assert expiry is None or isinstance(expiry, datetime)
-        item = License(serial=serial, feature=(instance.get("PLD") or "").strip(), expiry=expiry)
+        item = License(serial=serial, feature=clean_text((instance.get("PLD") or "").strip()),
+                       expiry=expiry)
         key = (item.feature, item.serial)
         previous = merged.get(key)
         if previous is None or (

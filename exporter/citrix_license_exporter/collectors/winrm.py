@@ -51,6 +51,7 @@ from ..citrix.licensing import (
     ServiceState,
     TelemetrySummary,
     WinRMData,
+    excerpt,
     summarize_telemetry,
 )
 from ..citrix.onbox import OnBoxData, command_line, parse_output, stderr_summary
@@ -572,7 +573,8 @@ class WinRMCollector:
     ) -> WinRMData:
         if not onbox.ls_exists:
             raise WinRMCollectorError(
-                f"License Server folder {onbox.ls_path!r} not found (custom install path?)"
+                f"License Server folder {excerpt(onbox.ls_path, 120)} not found (custom "
+                "install path?)"
             )
         attempts = (
             parse_uploader_log(onbox.log_tail, onbox.log_truncated)

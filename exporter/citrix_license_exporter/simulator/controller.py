@@ -161,7 +161,9 @@ def _site(raw: object, where: str, default_server: str) -> SimSite:
     values = {k: v for k, v in raw.items() if k not in ("name", "id", "license_server")}
     return SimSite(
         name=name,
-        id=str(raw.get("id") or uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.site.sim")),
+        # Unique per site, as a controller's Ids are, even where names repeat (``where`` holds
+        # the scenario and the site's position).
+        id=str(raw.get("id") or uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.site.sim/{where}")),
         license_server=str(raw.get("license_server") or default_server),
         **values,
     )
