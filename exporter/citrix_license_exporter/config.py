@@ -133,6 +133,22 @@ class ProbeConfig:
 
 
 @dataclass(frozen=True)
+class KerberosConfig:
+    """``winrm.kerberos`` (auth kerberos): where the client's ticket comes from, and the SPN.
+
+    The source is the module's password (the exporter runs kinit into a private credential
+    cache), else ``keytab``, else an existing credential cache (``ccache``, or KRB5CCNAME).
+    """
+
+    #: The realm of ``username`` when it has no ``@REALM`` part.
+    realm: str | None = None
+    #: The service principal, ``SERVICE/host`` (default ``HTTP/<host of the WinRM URL>``).
+    spn: str | None = None
+    keytab: str | None = None
+    ccache: str | None = None
+
+
+@dataclass(frozen=True)
 class WinRMConfig:
     username: str
     password: Secret | None
@@ -145,6 +161,9 @@ class WinRMConfig:
     cache_interval: float = 900.0
     log_tail_bytes: int = 256 * 1024
     max_response_bytes: int = 8 * 1024 * 1024
+    #: WMI instances read per class at most (a License Server has a few dozen pools).
+    max_instances: int = 10_000
+    kerberos: KerberosConfig | None = None
     #: The Windows services watched (citrix/licensing.py DEFAULT_SERVICES: the four of 11.17.2).
     services: tuple[ServiceSpec, ...] = DEFAULT_SERVICES
     #: Whether WMI Count includes the overdraft allowance (docs/assumptions.md, Overdraft).
@@ -525,7 +544,8 @@ def _winrm(r: Reader, raw: object, path: str) -> WinRMConfig:
         {
             "scheme", "port", "path", "auth", "username", "password", "password_file",
             "password_env", "allow_unencrypted", "tls", "cache_interval", "log_tail_bytes",
-            "max_response_bytes", "services", "count_includes_overdraft",
+            "max_response_bytes", "max_instances", "kerberos", "services",
+            "count_includes_overdraft",
         },
     )
     scheme: Literal["https", "http"] = r.value(m, path, "scheme", _choice("https", "http"), "https")
@@ -538,6 +558,8 @@ def _winrm(r: Reader, raw: object, path: str) -> WinRMConfig:
         r.problem(path, f"auth {auth} needs password_file or password_env")
     if auth in ("ntlm", "basic") and not m.get("username"):
         r.problem(_join(path, "username"), f"required for auth {auth}")
+    if auth != "kerberos" and "kerberos" in m:
+        r.problem(_join(path, "kerberos"), "only for auth kerberos")
     if auth == "basic" and scheme == "http" and not allow_unencrypted:
         r.problem(
             _join(path, "auth"),
@@ -556,9 +578,52 @@ def _winrm(r: Reader, raw: object, path: str) -> WinRMConfig:
         cache_interval=r.value(m, path, "cache_interval", parse_duration, 900.0),
         log_tail_bytes=r.value(m, path, "log_tail_bytes", _positive_int, 256 * 1024),
         max_response_bytes=r.value(m, path, "max_response_bytes", _positive_int, 8 * 1024 * 1024),
+        max_instances=r.value(m, path, "max_instances", _max_instances, 10_000),
+        kerberos=_kerberos(r, m, path, auth, password) if auth == "kerberos" else None,
         services=r.value(m, path, "services", parse_service_specs, DEFAULT_SERVICES),
         count_includes_overdraft=r.value(m, path, "count_includes_overdraft", _bool, True),
     )
+
+
+def _max_instances(value: object) -> int:
+    number = _positive_int(value)
+    if number > 1_000_000:
+        raise ValueError(f"expected at most 1000000, got {number}")
+    return number
+
+
+_SPN = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}/[A-Za-z0-9.-]{1,253}$")
+_REALM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,254}$")
+
+
+def _kerberos(
+    r: Reader, m: Mapping[str, Any], path: str, auth: str, password: Secret | None
+) -> KerberosConfig:
+    where = _join(path, "kerberos")
+    k = r.mapping(m.get("kerberos"), where, {"realm", "spn", "keytab", "ccache"})
+    realm = r.value(k, where, "realm", _str, None)
+    if realm is not None and not _REALM.match(realm):
+        r.problem(_join(where, "realm"), "expected a realm name such as CORP.EXAMPLE.COM")
+    spn = r.value(k, where, "spn", _str, None)
+    if spn is not None and not _SPN.match(spn):
+        r.problem(_join(where, "spn"), "expected SERVICE/host, e.g. HTTP/ls01.corp.example.com")
+    keytab = r.value(k, where, "keytab", _str, None)
+    if keytab is not None:
+        keytab_path = r.base_dir / keytab.removeprefix("FILE:")
+        if not keytab_path.is_file():
+            r.problem(_join(where, "keytab"), f"{keytab_path} does not exist")
+        keytab = str(keytab_path)
+    ccache = r.value(k, where, "ccache", _str, None)
+    sources = [name for name, set_ in (("password_file/password_env", password is not None),
+                                       ("kerberos.keytab", keytab is not None),
+                                       ("kerberos.ccache", ccache is not None)) if set_]
+    if len(sources) > 1:
+        r.problem(path, f"auth kerberos takes one credential source, got {' and '.join(sources)}")
+    username = m.get("username")
+    if (password is not None or keytab is not None) and not username:
+        r.problem(_join(path, "username"), "required for auth kerberos with a password or keytab "
+                                           "(the client principal, user or user@REALM)")
+    return KerberosConfig(realm=realm, spn=spn, keytab=keytab, ccache=ccache)
 
 
 _HTTPS_URL = re.compile(r"^https://[^/\s?#@]+/?$")
@@ -649,6 +714,7 @@ def _cloud(r: Reader, raw: object, path: str) -> CloudConfig:
         cache_interval=r.value(m, path, "cache_interval", _positive_duration, 900.0),
         max_response_bytes=r.value(m, path, "max_response_bytes", _positive_int, 8 * 1024 * 1024),
     )
+
 
 
 def _module(r: Reader, name: str, raw: object, path: str) -> ModuleConfig:

@@ -14,7 +14,7 @@ from pypsrp.wsman import WSMan
 
 from citrix_license_exporter.citrix.licensing import ServiceSpec, WinRMData
 from citrix_license_exporter.collectors import winrm as collector_module
-from citrix_license_exporter.collectors.base import CollectorError, Deadline
+from citrix_license_exporter.collectors.base import CollectorError, Deadline, FailureKind
 from citrix_license_exporter.collectors.winrm import WinRMCollector
 from citrix_license_exporter.config import (
     ModuleConfig,
@@ -254,3 +254,54 @@ def test_reconfigure_changes_the_answers(sim: Sim) -> None:
     data = collect(simulator)
     assert data.telemetry.consecutive_failures == 0
     assert data.license_server_version == "11.17.2.0 build 90000"
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile servers: what the client library would do unbounded
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_an_ntlm_401_loop_is_capped(sim: Sim, ca_file: str, scheme: str) -> None:
+    # The server answers every AUTHENTICATE with a fresh valid challenge; pypsrp alone would
+    # answer each with a new NTLMv2 response, thousands per probe (one failed logon each).
+    simulator = sim(auth="ntlm", scheme=scheme, fault="auth_loop")
+    message, _ = failure(simulator, ca=ca_file)
+    assert message.startswith(f"NTLM authentication did not complete after "
+                              f"{collector_module.MAX_AUTH_ROUNDS} rounds")
+    assert simulator.auth_tokens == collector_module.MAX_AUTH_ROUNDS
+    assert PASSWORD not in message
+
+
+def test_a_garbage_ntlm_token_gets_a_clear_reason(sim: Sim) -> None:
+    simulator = sim(auth="ntlm", fault="garbage_token")
+    with pytest.raises(CollectorError) as info:
+        collect(simulator)
+    assert str(info.value) == (
+        f"the server's NTLM challenge could not be read (NTLM authentication at "
+        f"http://127.0.0.1:{simulator.port}/wsman)")
+    assert info.value.kind == FailureKind.PROTOCOL
+
+
+def test_wmi_instances_are_capped_per_class(sim: Sim) -> None:
+    # Three pools, one per page: the cap of two stops the enumeration at the third page.
+    simulator = sim(auth="basic", page_size=1)
+    with pytest.raises(CollectorError) as info:
+        collect(simulator, max_instances=2)
+    assert str(info.value) == ("WMI Citrix_GT_License_Pool has more than 2 instances "
+                               "(winrm.max_instances); stopped reading")
+    assert info.value.kind == FailureKind.LIMIT
+    assert simulator.requests == ["Enumerate", "Pull", "Pull"]
+    assert len(collect(simulator, max_instances=4).pools) == 3  # and four services
+
+
+def test_many_small_pages_stop_at_the_instance_cap(sim: Sim) -> None:
+    # 3000 pools in pages of 20 (smaller than the 100 asked for): read page by page and stopped
+    # at the cap, whatever the page size; under the cap every page is read.
+    pools = [{"pld": f"XDT_PLT_UD{i}", "count": 1, "in_use": 0} for i in range(3000)]
+    simulator = sim(auth="basic", pools=pools, page_size=20)
+    with pytest.raises(CollectorError) as info:
+        collect(simulator, max_instances=1000)
+    assert str(info.value) == ("WMI Citrix_GT_License_Pool has more than 1000 instances "
+                               "(winrm.max_instances); stopped reading")
+    assert simulator.requests == ["Enumerate"] + ["Pull"] * 50  # 51 pages of 20 = 1020
+    assert len(collect(simulator, max_instances=3000).pools) == 3000

@@ -29,6 +29,10 @@ class FailureKind(StrEnum):
     DNS = "dns"  # the name did not resolve
     TLS = "tls"  # handshake or certificate verification failed
     AUTH = "auth"  # the peer refused the credentials
+    # Kerberos, where "auth" would send the admin to the wrong place: the credentials may be
+    # fine while the KDC cannot be reached or a clock is off (collectors/kerberos.py).
+    KDC_UNREACHABLE = "kdc_unreachable"  # no KDC of the realm answered
+    CLOCK_SKEW = "clock_skew"  # this host's clock and the KDC's or server's differ too much
     PROTOCOL = "protocol"  # the peer answered, but not as the protocol says (HTTP status, fault)
     LIMIT = "limit"  # the answer exceeded a configured size or count limit
     PARSE = "parse"  # the answer was well-formed transport but its content could not be read

@@ -19,12 +19,27 @@ server can make the exporter do (documented in docs/windows-setup.md):
   the sockets at the deadline, so a server dripping one byte at a time cannot hold the thread.
 - ``_SafeWSMan.invoke``: parses every answer with defusedxml (no DTD, no entities) instead of
   the standard library parser, and never retries with sleeps.
-- error mapping: short, specific reasons without secrets.
+- ``_BoundedAdapter`` also caps the authentication rounds per collection
+  (``MAX_AUTH_ROUNDS``): pypsrp answers every 401 that carries a new challenge with a new
+  token, so a hostile or broken server could draw thousands of logon attempts from one probe
+  and lock the account out.
+- error mapping: short, specific reasons without secrets, each with a failure kind; Kerberos
+  reasons (KDC unreachable, clock skew, unknown principal, wrong password, no SPN, expired
+  ticket) come from collectors/kerberos.py.
+- enumerations are read page by page (``WinRMClient.enumerate`` is a generator the parsers
+  consume) and stop past ``max_instances`` per class, so no answer is held whole.
+
+The requests session under pypsrp's transport is built here (its public ``HTTPNegotiateAuth``
+for NTLM and Kerberos, requests' Basic auth) and set as the transport's ``session``. One hook is
+not pypsrp's public API: ``_create_header`` (the message id, to check RelatesTo). So pypsrp is
+pinned to the minor version tested (pyproject.toml), and tests/unit/test_pypsrp_pin.py checks
+that the hook still exists as used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
 import socket
@@ -38,8 +53,11 @@ from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
+import spnego
 import spnego.exceptions
+import urllib3
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
+from pypsrp.negotiate import HTTPNegotiateAuth
 from pypsrp.shell import CommandState, Process, SignalCode, WinRS
 from pypsrp.wsman import NAMESPACES, WSMan
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -73,8 +91,9 @@ from ..citrix.wmi import (
     safe_fromstring,
     services_query,
 )
-from ..config import ModuleConfig, TargetConfig, WinRMConfig
-from .base import CollectorError, Deadline
+from ..config import KerberosConfig, ModuleConfig, TargetConfig, WinRMConfig
+from . import kerberos
+from .base import CollectorError, Deadline, FailureKind
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +105,17 @@ for _noisy in ("pypsrp", "spnego"):
 CONNECT_TIMEOUT = 10
 #: WS-Man OperationTimeout upper bound (the server answers or faults within it).
 MAX_OPERATION_TIMEOUT = 60
-#: Enumerations stop after this many Pull requests (a License Server has a few dozen pools).
+#: Pull requests allowed beyond max_instances (pages without instances, then the deadline).
 MAX_PULLS = 50
+#: Instances asked for per Enumerate/Pull answer.
+MAX_ELEMENTS = 100
 #: WinRS shells idle longer than this are closed by the server (if our Delete never arrives).
 SHELL_IDLE_TIMEOUT = 120
 AUTH_NAMES = {"ntlm": "NTLM", "basic": "Basic", "kerberos": "Kerberos"}
+#: Requests carrying an NTLM or Kerberos token per collection, at most. A normal collection
+#: needs one handshake: NTLM's NEGOTIATE and AUTHENTICATE, or one Kerberos AP-REQ.
+MAX_AUTH_ROUNDS = 4
+_TOKEN_SCHEMES = (b"negotiate ", b"ntlm ", b"kerberos ")
 
 
 class WinRMCollectorError(CollectorError):
@@ -109,6 +134,11 @@ class _Budget:
     max_bytes: int
     phase: str = "starting"
     aborted: bool = False
+    auth: str = "ntlm"
+    #: Tokens sent so far (see MAX_AUTH_ROUNDS).
+    auth_rounds: int = 0
+    #: The last answer was a 401 carrying a server token: the next step reads that token.
+    reading_token: bool = False
     _connections: list[Any] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -182,6 +212,7 @@ class _BoundedAdapter(requests.adapters.HTTPAdapter):
         proxies: Any = None,
     ) -> requests.Response:
         left = self.budget.left()
+        self._count_auth_round(request)
         response = super().send(
             request,
             stream=True,
@@ -190,6 +221,10 @@ class _BoundedAdapter(requests.adapters.HTTPAdapter):
             cert=cert,
             proxies=proxies,
         )
+        challenge = response.headers.get("WWW-Authenticate", "").strip().encode("latin-1",
+                                                                             "replace")
+        self.budget.reading_token = (response.status_code == 401
+                                     and challenge.lower().startswith(_TOKEN_SCHEMES))
         cap = self.budget.max_bytes
         length = response.headers.get("Content-Length")
         declared = int(length) if length and re.fullmatch(r"[0-9]{1,18}", length) else None
@@ -223,9 +258,31 @@ class _BoundedAdapter(requests.adapters.HTTPAdapter):
                 f"connection lost while reading the answer ({type(exc).__name__}) while "
                 f"{self.budget.phase}"
             ) from None
-        response._content = b"".join(chunks)
-        response._content_consumed = True  # type: ignore[attr-defined]
+        # The body, read within the cap, becomes the answer's file object (``Response.raw``,
+        # requests' documented hook), and the connection goes back to the pool: NTLM and
+        # Kerberos authenticate the connection, not the request.
+        original = response.raw
+        original.release_conn()
+        response.raw = urllib3.HTTPResponse(
+            body=io.BytesIO(b"".join(chunks)), status=original.status, preload_content=False,
+            decode_content=False,
+        )
         return response
+
+    def _count_auth_round(self, request: requests.PreparedRequest) -> None:
+        value = request.headers.get("Authorization", b"")
+        header = value.encode("latin-1") if isinstance(value, str) else value
+        if not header.lower().startswith(_TOKEN_SCHEMES):
+            return
+        budget = self.budget
+        budget.auth_rounds += 1
+        if budget.auth_rounds > MAX_AUTH_ROUNDS:
+            raise WinRMCollectorError(
+                f"{AUTH_NAMES[budget.auth]} authentication did not complete after "
+                f"{MAX_AUTH_ROUNDS} rounds: the server keeps asking for credentials (stopped so "
+                "the account is not locked out)",
+                kind=FailureKind.AUTH,
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,6 +385,34 @@ def endpoint_for(target: TargetConfig, cfg: WinRMConfig) -> Endpoint:
     return Endpoint(cfg.scheme, target.address, cfg.effective_port, cfg.path.lstrip("/"))
 
 
+def service_principal(endpoint: Endpoint, cfg: WinRMConfig) -> tuple[str, str]:
+    """(service, host) of the SPN: ``kerberos.spn``, else ``HTTP/<host of the WinRM URL>``, the
+    name Windows' own WinRM client asks for (docs/windows-setup.md)."""
+    spn = cfg.kerberos.spn if cfg.kerberos is not None else None
+    if spn:
+        service, _, host = spn.partition("/")
+        return service, host
+    return "HTTP", endpoint.host
+
+
+def kerberos_credential(endpoint: Endpoint, cfg: WinRMConfig,
+                        deadline: Deadline) -> spnego.KerberosCCache:
+    k = cfg.kerberos or KerberosConfig()
+    service, host = service_principal(endpoint, cfg)
+    spn = f"{service}/{host}"
+    if cfg.password is None and k.keytab is None:
+        credential = kerberos.existing_cache(k.ccache, spn)
+    else:
+        principal = kerberos.principal_name(cfg.username, k.realm)
+        ticket = kerberos.STORE.ticket(
+            principal, password=cfg.password.reveal() if cfg.password is not None else None,
+            keytab=k.keytab, deadline=deadline, spn=spn,
+        )
+        credential = spnego.KerberosCCache(ccache=ticket.ccache)
+    kerberos.fetch_service_ticket(credential.ccache, service, host, deadline)
+    return credential
+
+
 class WinRMClient:
     """One collection's WS-Management conversation with one server (not thread-safe)."""
 
@@ -340,13 +425,24 @@ class WinRMClient:
             encryption = "auto" if https else "never"
         else:
             encryption = "auto" if https else "always"
+        username: Any = cfg.username or None
+        password = cfg.password.reveal() if cfg.password is not None else None
+        negotiate: dict[str, Any] = {}
+        if cfg.auth == "kerberos":
+            budget.phase = "getting a Kerberos ticket"
+            # spnego.client takes a credential object where a user name may go; pypsrp hands
+            # the name through to it unchanged.
+            username, password = kerberos_credential(endpoint, cfg, budget.deadline), None
+            service, host = service_principal(endpoint, cfg)
+            negotiate = {"negotiate_service": service, "negotiate_hostname_override": host}
+            budget.phase = "starting"
         self.wsman = _SafeWSMan(
             endpoint.host,
             port=endpoint.port,
             path=endpoint.path,
             ssl=https,
-            username=cfg.username or None,
-            password=cfg.password.reveal() if cfg.password is not None else None,
+            username=username,
+            password=password,
             auth=cfg.auth,
             encryption=encryption,
             # pypsrp hands this to requests' ``verify``: True, False or a CA bundle path.
@@ -356,14 +452,27 @@ class WinRMClient:
             read_timeout=CONNECT_TIMEOUT,
             operation_timeout=20,
             reconnection_retries=0,
+            **negotiate,
         )
         self.wsman.budget = budget
         transport = self.wsman.transport
-        session = transport._build_session()
-        # Nothing from the environment (proxies, netrc, CA bundle variables): the module's
-        # configuration is the whole truth, and requests skips scanning os.environ per request.
+        # The session is built here, not by pypsrp: nothing from the environment (proxies,
+        # netrc, CA bundle variables), no redirects (credentials go nowhere else), and the
+        # bounded adapter. pypsrp's transport uses the session it finds (``session``).
+        session = requests.Session()
         session.trust_env = False
-        session.max_redirects = 0  # WinRM never redirects; credentials go nowhere else
+        session.max_redirects = 0
+        session.headers["Accept-Encoding"] = "identity"  # WinRM answers are never compressed
+        session.verify = cfg.tls.verify()
+        if cfg.auth == "basic":
+            session.auth = requests.auth.HTTPBasicAuth(username or "", password or "")
+        else:
+            session.auth = HTTPNegotiateAuth(
+                username=username, password=password, auth_provider=cfg.auth,
+                wrap_required=transport.wrap_required,
+                service=negotiate.get("negotiate_service", "WSMAN"),
+                hostname_override=negotiate.get("negotiate_hostname_override"),
+            )
         adapter = _BoundedAdapter(budget)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -373,27 +482,45 @@ class WinRMClient:
         with contextlib.suppress(Exception):
             self.wsman.close()
 
-    def enumerate(self, resource_uri: str, wql: str | None = None) -> list[Instance]:
+    def enumerate(self, resource_uri: str, wql: str | None = None) -> Iterator[Instance]:
+        """The instances, page by page as the parsers consume them; past ``max_instances``
+        the enumeration stops with a reason (a License Server has a few dozen pools)."""
+        limit = self.cfg.max_instances
+        count = 0
+        for page in self._pages(resource_uri, wql):
+            count += len(page)
+            if count > limit:
+                match = re.search(r"\bFROM\s+(\w+)", wql or "", re.IGNORECASE)
+                name = match.group(1) if match else resource_uri.rsplit("/", 1)[-1]
+                raise WinRMCollectorError(
+                    f"WMI {name} has more than {limit} instances (winrm.max_instances); "
+                    "stopped reading", kind=FailureKind.LIMIT)
+            yield from page
+
+    def _pages(self, resource_uri: str, wql: str | None) -> Iterator[tuple[Instance, ...]]:
         wsen, wsman = NAMESPACES["wsen"], NAMESPACES["wsman"]
         body = ET.Element(f"{{{wsen}}}Enumerate")
         ET.SubElement(body, f"{{{wsman}}}OptimizeEnumeration")
-        ET.SubElement(body, f"{{{wsman}}}MaxElements").text = "100"
+        ET.SubElement(body, f"{{{wsman}}}MaxElements").text = str(MAX_ELEMENTS)
         if wql is not None:
             filter_el = ET.SubElement(body, f"{{{wsman}}}Filter", Dialect=WQL_DIALECT)
             filter_el.text = wql
         page = enumeration_page(self.wsman.enumerate(resource_uri, body))
-        instances = list(page.instances)
+        yield page.instances
         pulls = 0
+        # A server may send smaller pages than asked for: max_instances bounds what a page
+        # with instances can bring; these are for pages that bring none and never end.
+        max_pulls = MAX_PULLS + self.cfg.max_instances
         while not page.end_of_sequence and page.context:
             pulls += 1
-            if pulls > MAX_PULLS:
-                raise WinRMCollectorError(f"enumeration did not end after {MAX_PULLS} pulls")
+            if pulls > max_pulls:
+                raise WinRMCollectorError(f"enumeration did not end after {max_pulls} pulls",
+                                          kind=FailureKind.LIMIT)
             pull = ET.Element(f"{{{wsen}}}Pull")
             ET.SubElement(pull, f"{{{wsen}}}EnumerationContext").text = page.context
-            ET.SubElement(pull, f"{{{wsen}}}MaxElements").text = "100"
+            ET.SubElement(pull, f"{{{wsen}}}MaxElements").text = str(MAX_ELEMENTS)
             page = enumeration_page(self.wsman.pull(resource_uri, pull))
-            instances.extend(page.instances)
-        return instances
+            yield page.instances
 
     def run_script(self, tail_bytes: int) -> tuple[int, bytes, bytes]:
         executable, arguments = command_line(tail_bytes)
@@ -442,40 +569,69 @@ def describe_fault(fault: WSManFault, what: str, namespace: str | None) -> str:
 
 
 def _describe(exc: BaseException, endpoint: Endpoint, cfg: WinRMConfig, budget: _Budget,
-              namespace: str | None) -> str:
+              namespace: str | None) -> tuple[str, FailureKind | None]:
+    """The reason a user reads, and its failure kind (None: left to the probe's classifier)."""
     what = budget.phase
+    name = AUTH_NAMES[cfg.auth]
     if isinstance(exc, CollectorError):
-        return str(exc)
+        return str(exc), exc.kind
     if budget.aborted:
-        return f"probe deadline reached while {what}"
+        return f"probe deadline reached while {what}", FailureKind.TIMEOUT
+    if isinstance(exc, spnego.exceptions.SpnegoError) and cfg.auth == "kerberos":
+        code = getattr(exc.base_error, "min_code", None)
+        known = kerberos.known(code, principal=_principal(cfg), spn=_spn(endpoint, cfg))
+        if known is not None:
+            return known
+    if budget.reading_token and not isinstance(
+        exc, requests.RequestException | Urllib3Error | OSError | WinRMError
+    ):
+        # pyspnego read the token of the server's 401 and choked on it (a KeyError on an
+        # unknown NTLM message type, an ASN.1 error, ...): the token is what is wrong.
+        which = "Kerberos answer" if cfg.auth == "kerberos" else "NTLM challenge"
+        return (f"the server's {which} could not be read ({name} authentication at "
+                f"{endpoint.url})"), FailureKind.PROTOCOL
     if isinstance(exc, _Fault):
-        return describe_fault(exc.fault, what, namespace)
+        fault = exc.fault
+        kind = FailureKind.AUTH if fault.is_access_denied() else FailureKind.PROTOCOL
+        return describe_fault(fault, what, namespace), kind
     if isinstance(exc, AuthenticationError):
-        return (f"{AUTH_NAMES[cfg.auth]} authentication failed (HTTP 401) for user "
-                f"{cfg.username} at {endpoint.url}")
+        return (f"{name} authentication failed (HTTP 401) for user "
+                f"{cfg.username or _principal(cfg)} at {endpoint.url}"), FailureKind.AUTH
     if isinstance(exc, spnego.exceptions.SpnegoError):
-        return (f"{AUTH_NAMES[cfg.auth]} authentication failed while {what} "
-                f"({type(exc).__name__})")
+        return (f"{name} authentication failed while {what} "
+                f"({type(exc).__name__})"), FailureKind.AUTH
     if isinstance(exc, requests.exceptions.SSLError):
         return (f"TLS handshake with {endpoint.url} failed "
-                "(certificate not trusted? see tls.ca_file)")
+                "(certificate not trusted? see tls.ca_file)"), FailureKind.TLS
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return f"connecting to {endpoint.url} timed out"
+        return f"connecting to {endpoint.url} timed out", FailureKind.TIMEOUT
     if isinstance(exc, requests.exceptions.ReadTimeout):
-        return f"WinRM did not answer in time while {what}"
+        return f"WinRM did not answer in time while {what}", FailureKind.TIMEOUT
     if isinstance(exc, requests.exceptions.ConnectionError):
         text = str(exc)
         if "refused" in text.lower():
-            return f"connection to {endpoint.url} refused (WinRM listener not enabled?)"
-        return f"connection to {endpoint.url} failed while {what}"
+            return (f"connection to {endpoint.url} refused (WinRM listener not enabled?)",
+                    FailureKind.REFUSED)
+        return f"connection to {endpoint.url} failed while {what}", None
     if isinstance(exc, requests.RequestException | Urllib3Error):
-        return f"HTTP error while {what} ({type(exc).__name__})"
+        return f"HTTP error while {what} ({type(exc).__name__})", FailureKind.PROTOCOL
     if isinstance(exc, ParseError):
-        return f"{exc} (while {what})"
+        return f"{exc} (while {what})", FailureKind.PARSE
     if isinstance(exc, WinRMError):
         # pypsrp's own messages hold no secret; keep them short.
-        return f"WinRM error while {what}: {str(exc)[:160]}"
+        return f"WinRM error while {what}: {str(exc)[:160]}", FailureKind.PROTOCOL
     raise exc
+
+
+def _principal(cfg: WinRMConfig) -> str:
+    if cfg.auth != "kerberos" or (cfg.password is None and (
+            cfg.kerberos is None or cfg.kerberos.keytab is None)):
+        return cfg.username or "the cached principal"
+    return kerberos.principal_name(cfg.username, cfg.kerberos.realm if cfg.kerberos else None)
+
+
+def _spn(endpoint: Endpoint, cfg: WinRMConfig) -> str:
+    return "/".join(service_principal(endpoint, cfg))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,7 +665,7 @@ class WinRMCollector:
         if cfg is None:
             raise WinRMCollectorError(f"module {module.name} has no winrm section")
         endpoint = endpoint_for(target, cfg)
-        budget = _Budget(deadline, cfg.max_response_bytes)
+        budget = _Budget(deadline, cfg.max_response_bytes, auth=cfg.auth)
         namespace: str | None = None
         started = time.monotonic()
         with budget.watchdog():
@@ -554,9 +710,8 @@ class WinRMCollector:
                                       "seconds": round(time.monotonic() - started, 3)}},
                 )
             except Exception as exc:
-                raise WinRMCollectorError(
-                    _describe(exc, endpoint, cfg, budget, namespace)
-                ) from None
+                reason, kind = _describe(exc, endpoint, cfg, budget, namespace)
+                raise WinRMCollectorError(reason, kind=kind) from None
             finally:
                 if client is not None:
                     client.close()

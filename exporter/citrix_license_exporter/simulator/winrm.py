@@ -4,15 +4,17 @@ It implements, after Microsoft's MS-WSMV, exactly the operations the exporter's 
 WS-Enumeration Enumerate and Pull of the WMI classes ``Citrix_GT_License_Pool``,
 ``Citrix_GT_License`` and (WQL-filtered) ``Win32_Service``; and the WinRS shell operations
 Create, Command, Receive, Signal and Delete. Authentication is real: HTTP Basic, or NTLM through
-an NTLM acceptor from pyspnego, with WinRM message encryption (``multipart/encrypted``) over
-plain HTTP and channel binding (Extended Protection) over HTTPS. The only command it runs is the
-exporter's own on-box script (citrix/onbox.py), recognised by exact match; anything else fails
-the way cmd.exe fails on an unknown command.
+an NTLM acceptor from pyspnego, or Kerberos through pyspnego's GSSAPI acceptor with the service's
+keytab (from a real KDC: tests start one with k5test), with WinRM message encryption
+(``multipart/encrypted``) over plain HTTP and channel binding (Extended Protection) over HTTPS.
+The only command it runs is the exporter's own on-box script (citrix/onbox.py), recognised by
+exact match; anything else fails the way cmd.exe fails on an unknown command.
 
 Scenario section (all keys optional)::
 
     winrm:
-      auth: ntlm              # ntlm | basic: the one method the endpoint accepts
+      auth: ntlm              # ntlm | basic | kerberos: the one method the endpoint accepts
+                              # (kerberos: WinRMSimulator(keytab=...) holds the service key)
       scheme: http            # http | https
       telemetry: automatic    # the target's exporter setting: automatic | manual
       fault: none             # see FAULTS below
@@ -98,7 +100,11 @@ FAULTS = (
     "slow_drip",          # ... one byte every 0.2 s
     "reset",              # ... half an answer, then a TCP reset
     "xml_bomb",           # ... an entity-expansion document
+    "auth_loop",          # every authentication token is answered with 401 and a new token
+    "garbage_token",      # the first 401 carries a token that is not NTLM or Kerberos at all
 )
+#: What ``garbage_token`` sends: an NTLM signature, then a message type no NTLM has ("garb").
+GARBAGE_TOKEN = b"NTLMSSP\x00garbage, not a token"
 HUGE_BYTES = 50 * 1024 * 1024
 
 # Namespaces (prefixes as Windows uses them)
@@ -203,7 +209,7 @@ def parse_winrm_section(raw: object, source: str) -> WinRMScenario:
     if not isinstance(uploads, dict) or set(uploads) - {"days", "failing_days", "hour_offset"}:
         raise ScenarioError(f"{where}.uploads: keys days, failing_days, hour_offset")
     return WinRMScenario(
-        auth=choice("auth", ("ntlm", "basic"), "ntlm"),
+        auth=choice("auth", ("ntlm", "basic", "kerberos"), "ntlm"),
         scheme=choice("scheme", ("http", "https"), "http"),
         telemetry=choice("telemetry", ("automatic", "manual"), "automatic"),
         fault=choice("fault", FAULTS, "none"),
@@ -565,7 +571,7 @@ class WinRMSimulator:
     """One simulated WinRM listener. ``url`` is what the exporter's ``winrm_url`` points at."""
 
     def __init__(self, scenario: WinRMScenario, name: str = "simulated",
-                 now: float | None = None) -> None:
+                 now: float | None = None, keytab: str | None = None) -> None:
         self.scenario = scenario
         self.name = name
         self.state = ServerState(scenario, time.time() if now is None else now)
@@ -574,11 +580,19 @@ class WinRMSimulator:
         self._shells: dict[str, dict[str, _Command]] = {}
         self.requests: list[str] = []  # actions received, for tests
         self.transports: list[str] = []  # "encrypted" or "plain" per SOAP message, for tests
+        self.auth_tokens = 0  # authentication tokens received (Authorization headers), for tests
+        self.principals: list[str] = []  # Kerberos client principals accepted, for tests
         self.stopped = threading.Event()
         self._tls: ssl.SSLContext | None = None
         self._channel_bindings: bytes | None = None
         if scenario.auth == "ntlm":
             _NTLMAccounts.ensure()
+        if scenario.auth == "kerberos":
+            if keytab is None:
+                raise ValueError("a Kerberos endpoint needs the service's keytab")
+            # MIT's acceptor reads the default keytab, named by this variable (per process, as
+            # NTLM_USER_FILE is): one realm per test session.
+            os.environ["KRB5_KTNAME"] = f"FILE:{keytab}"
         if scenario.scheme == "https":
             cert_pem, key_pem, cert_der = certificate()
             with tempfile.TemporaryDirectory() as tmp:
@@ -621,13 +635,34 @@ class WinRMSimulator:
 
     # -- authentication -----------------------------------------------------------------------
 
-    def new_ntlm_context(self) -> Any:
+    def new_context(self) -> Any:
+        """An acceptor for the scenario's method (NTLM or Kerberos), bound to the TLS channel."""
         bindings = None
         if self._channel_bindings is not None:
             bindings = spnego.channel_bindings.GssChannelBindings(
                 application_data=self._channel_bindings
             )
-        return spnego.server(protocol="ntlm", channel_bindings=bindings)
+        protocol = "kerberos" if self.scenario.auth == "kerberos" else "ntlm"
+        return spnego.server(protocol=protocol, channel_bindings=bindings)
+
+    def kerberos_error_token(self, token: bytes) -> bytes | None:
+        """MIT's KRB-ERROR for a refused AP-REQ (clock skew, expired ticket, ...), which the
+        401 carries as Windows does, so the client can tell why. python-gssapi's step returns
+        the acceptor's error token and defers the error (its documented default). The AP-REQ
+        is checked again without a replay cache: the first check already recorded it."""
+        import gssapi
+        import gssapi.raw
+
+        bindings = None
+        if self._channel_bindings is not None:
+            bindings = gssapi.raw.ChannelBindings(application_data=self._channel_bindings)
+        try:
+            creds = gssapi.Credentials(usage="accept", store={"rcache": "none:"})
+            out: bytes | None = gssapi.SecurityContext(
+                usage="accept", creds=creds, channel_bindings=bindings).step(token)
+        except gssapi.raw.GSSError:
+            return None
+        return out
 
     def basic_ok(self, header: str) -> bool:
         try:
@@ -852,8 +887,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.ntlm: Any = None
+        self.security: Any = None  # the NTLM or Kerberos acceptor of this connection
         self.authenticated = False
+        self.reply_token: bytes | None = None  # Kerberos: the AP-REP for the next answer
+        self.loop_first: bytes | None = None  # fault auth_loop: the first token of the client
+        self.loop_answer: bytes | None = None
         # Headers and body leave in separate writes: without this, Nagle's algorithm and the
         # client's delayed ACK add ~40 ms to every answer.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -876,6 +914,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
+        if self.reply_token is not None and status != 401:
+            # Mutual authentication: the answer carries the server's last token (AP-REP).
+            self.send_header("WWW-Authenticate",
+                             f"Negotiate {base64.b64encode(self.reply_token).decode()}")
+            self.reply_token = None
         if content_type:
             self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -885,7 +928,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _unauthorized(self, token: bytes | None = None, close: bool = False) -> None:
         sim = self.server.sim
-        scheme = "Negotiate" if sim.scenario.auth == "ntlm" else 'Basic realm="WSMAN"'
+        scheme = 'Basic realm="WSMAN"' if sim.scenario.auth == "basic" else "Negotiate"
         value = f"Negotiate {base64.b64encode(token).decode()}" if token else scheme
         headers = {"WWW-Authenticate": value}
         if close:
@@ -905,7 +948,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         content_type = self.headers.get("Content-Type", "")
         encrypted = content_type.startswith("multipart/encrypted")
-        if sim.scenario.auth == "ntlm" and not encrypted and sim.scenario.scheme == "http":
+        if sim.scenario.auth != "basic" and not encrypted and sim.scenario.scheme == "http":
             if not raw:
                 self._send(200)  # the empty request that sets up the encryption context
                 return
@@ -946,28 +989,56 @@ class _Handler(BaseHTTPRequestHandler):
             self._unauthorized()
             return False
         scheme, _, value = header.partition(" ")
-        if scheme.lower() in ("negotiate", "ntlm") and value.strip():
+        if scheme.lower() in ("negotiate", "ntlm", "kerberos") and value.strip():
+            with sim._lock:
+                sim.auth_tokens += 1
+            if sim.scenario.fault == "garbage_token":
+                self._unauthorized(GARBAGE_TOKEN)
+                return False
             try:
                 token = base64.b64decode(value.strip())
-                if self.ntlm is None or self.authenticated:
-                    self.ntlm, self.authenticated = sim.new_ntlm_context(), False
-                out = self.ntlm.step(token)
-            except (ValueError, spnego.exceptions.SpnegoError):
-                self.ntlm, self.authenticated = None, False
-                self._unauthorized(close=True)
+                if sim.scenario.fault == "auth_loop":
+                    self._unauthorized(self._loop_token(token))
+                    return False
+                if self.security is None or self.authenticated:
+                    self.security, self.authenticated = sim.new_context(), False
+                out = self.security.step(token)
+            # AttributeError: pyspnego's GSSAPI acceptor, when MIT refuses an AP-REQ, reads the
+            # flags of the context that never started (pyspnego 0.12).
+            except (ValueError, AttributeError, spnego.exceptions.SpnegoError):
+                self.security, self.authenticated = None, False
+                error_token = None
+                if sim.scenario.auth == "kerberos" and token:
+                    error_token = sim.kerberos_error_token(token)
+                self._unauthorized(error_token, close=True)
                 return False
-            if not self.ntlm.complete:
+            if not self.security.complete:
                 self._unauthorized(out)
                 return False
             self.authenticated = True
+            if sim.scenario.auth == "kerberos":
+                self.reply_token = out
+                with sim._lock:
+                    sim.principals.append(str(self.security.client_principal))
             return True
         if self.authenticated:
             return True
         self._unauthorized()
         return False
 
+    def _loop_token(self, token: bytes) -> bytes:
+        """``auth_loop``: a fresh valid NTLM challenge for every token (from the connection's
+        first NEGOTIATE), or the first Kerberos answer again (an AP-REQ cannot be replayed)."""
+        sim = self.server.sim
+        if self.loop_first is None:
+            self.loop_first = token
+            self.loop_answer = sim.new_context().step(token)
+        elif sim.scenario.auth == "ntlm":
+            self.loop_answer = sim.new_context().step(self.loop_first)
+        return self.loop_answer or b""
+
     def _unwrap(self, raw: bytes) -> bytes:
-        if not self.authenticated or self.ntlm is None:
+        if not self.authenticated or self.security is None:
             raise ValueError("no security context")
         parts = raw.split(f"--{BOUNDARY}\r\n".encode())
         # [b"", header part, octet-stream part + closing boundary]
@@ -980,13 +1051,13 @@ class _Handler(BaseHTTPRequestHandler):
         payload = payload.removesuffix(f"--{BOUNDARY}--\r\n".encode())
         header_length = struct.unpack("<i", payload[:4])[0]
         header = payload[4:4 + header_length]
-        message = bytes(self.ntlm.unwrap_winrm(header, payload[4 + header_length:]))
+        message = bytes(self.security.unwrap_winrm(header, payload[4 + header_length:]))
         if len(message) != int(match.group(1)):
             raise ValueError("length mismatch")
         return message
 
     def _wrap(self, message: bytes) -> bytes:
-        result = self.ntlm.wrap_winrm(message)
+        result = self.security.wrap_winrm(message)
         wrapped: bytes = (
             f"--{BOUNDARY}\r\n\tContent-Type: application/HTTP-SPNEGO-session-encrypted\r\n"
             f"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length={len(message)}\r\n"
