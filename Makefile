@@ -7,7 +7,7 @@ VERSION := $(shell python3 -c 'import tomllib; print(tomllib.load(open("pyprojec
 IMAGE ?= citrix-license-exporter
 DOCKER ?= docker
 
-.PHONY: bench bench-deps bench-quick dist image version
+.PHONY: bench bench-config bench-deps bench-quick dist image version
 
 ## The package version (pyproject.toml), as the image tag and the Kubernetes files use it.
 version:
@@ -31,6 +31,10 @@ bench:
 ## A small run (fleets of 1 and 10), printed only.
 bench-quick:
 	$(PYTHON) -m benchmarks.run --sizes 1,10 --winrm-sizes 1,10 --out - $(BENCH_ARGS)
+
+## pydantic against msgspec for the config files (issue 15's choice; needs pip install msgspec).
+bench-config:
+	$(PYTHON) -m benchmarks.config_validation $(BENCH_ARGS)
 
 ## blackbox_exporter, for the comparison (Debian package).
 bench-deps:

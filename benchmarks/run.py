@@ -211,10 +211,11 @@ def write_scenarios(folder: Path, winrm: bool) -> Path:
 
 def exporter_config(base: dict[str, Any], size: int, extra_modules: dict[str, Any],
                     path: Path) -> Path:
-    config = {
-        "modules": {**base["modules"], **extra_modules},
-        "targets": base["targets"][:size],
-    }
+    # The benchmark probes each target with modules of its own (module=cold-0...): a module
+    # with credentials is used only for targets that list it (allowed_modules).
+    targets = [{**t, "allowed_modules": sorted(extra_modules)} if extra_modules else t
+               for t in base["targets"][:size]]
+    config = {"modules": {**base["modules"], **extra_modules}, "targets": targets}
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
 

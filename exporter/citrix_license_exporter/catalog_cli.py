@@ -18,8 +18,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-import yaml
-
 from .catalog_sources import SourceError, bundled_floor, load_source, source_floor
 from .citrix.catalog import (
     MAX_DOCUMENT_BYTES,
@@ -32,6 +30,7 @@ from .citrix.catalog import (
 from .citrix.policy import Assessment, Deadline, PolicyConfig, assess
 from .citrix.versions import LicenseServerVersion, VersionParseError, parse_version
 from .config import Config, ConfigError, load_config
+from .settings import yamlsource
 
 #: The exporter's default ``--config.file`` (cli.py); a missing file of that name is no error.
 DEFAULT_CONFIG_FILE = "citrix-license-exporter.yml"
@@ -61,8 +60,8 @@ def run_catalog_command(
 
 def _lacks_generated(data: bytes) -> bool:
     try:
-        doc = yaml.safe_load(data.decode("utf-8-sig"))
-    except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError):
+        doc = yamlsource.load(data.decode("utf-8-sig")).data
+    except UnicodeDecodeError:
         return False
     return isinstance(doc, dict) and doc.get("generated") is None
 

@@ -135,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def missing_config_hint(path: str) -> str | None:
+    """What to do when there is no configuration file at ``path`` (None when there is one)."""
+    if os.path.exists(path):
+        return None
+    return (
+        f"no configuration file at {path}: pass one with --config.file=PATH (or "
+        f"{ENV_PREFIX}CONFIG_FILE=PATH; examples/config.yml in the source is a starting "
+        "point), or try the exporter on simulated License Servers with "
+        "'citrix-license-exporter demo'"
+    )
+
+
 def run_server(
     args: argparse.Namespace,
     *,
@@ -146,6 +158,10 @@ def run_server(
     from .web import ExporterServer
 
     install_thread_excepthook()
+    hint = missing_config_hint(args.config_file)
+    if hint is not None:
+        log.error("not starting: " + hint, extra={"fields": {"file": args.config_file}})
+        return 1
     try:
         state = ExporterState.load(args.config_file)
     except ConfigError as exc:
@@ -227,6 +243,10 @@ def install_thread_excepthook() -> None:
 
 
 def config_check(path: str) -> int:
+    hint = missing_config_hint(path)
+    if hint is not None:
+        print(f"{path}: INVALID ({hint})", file=sys.stderr)
+        return 1
     try:
         config = load_config(path)
     except ConfigError as exc:

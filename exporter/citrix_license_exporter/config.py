@@ -1,31 +1,56 @@
-"""The YAML configuration file, turned into typed, immutable objects.
+"""The YAML configuration file, turned into typed, immutable objects (pydantic models).
 
-Every problem is collected with the file name and the key path (``modules.default.winrm.auth``)
-so that ``--config.check`` and a reload report all mistakes at once. Unknown keys are errors:
-a typo in a key would otherwise silently fall back to a default.
+Every problem is collected with the file name, the key path (``modules.default.winrm.auth``)
+and the line, so that ``--config.check`` and a reload report all mistakes at once. Unknown
+keys are errors: a typo in a key would otherwise silently fall back to a default. Every value
+is range-checked here, so that a configuration that loads cannot fail at probe time.
+
+Secrets are read only from ``<key>_file`` (a file, relative to this file's folder) or
+``<key>_env`` (an environment variable). Neither the secret nor what was written under these
+keys is ever quoted in a problem: a password typed under ``password_env`` by mistake must not
+end up in a log.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import math
 import os
 import re
-import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-import yaml
+from pydantic import (
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from .citrix.catalog import MAX_DOCUMENT_BYTES, Release, parse_releases
+from .citrix.catalog import MAX_DATE, MAX_DOCUMENT_BYTES, MIN_DATE, Release, parse_releases
 from .citrix.licensing import DEFAULT_SERVICES, ServiceSpec, parse_service_specs
 from .citrix.policy import DEFAULT_MINIMUM_BUILDS, MinimumBuild, PolicyConfig
+from .redaction import MIN_REDACTED_LENGTH, REDACTED, Secret, redact, shorten
+from .settings import yamlsource
+from .settings.problems import Problem, Section, Several, from_validation_error, kind, refusal
+
+__all__ = [
+    "COLLECTORS", "DEFAULT_PORTS", "MIN_REDACTED_LENGTH", "REDACTED", "CatalogConfig",
+    "CatalogSource", "CloudConfig", "Config", "ConfigError", "ControllerConfig", "KerberosConfig",
+    "ModuleConfig",
+    "ProbeConfig", "Secret", "TLSConfig", "TargetConfig", "WinRMConfig", "load_config",
+    "parse_config", "parse_duration", "redact", "redact_url", "shorten",
+]
 
 COLLECTORS = ("probe", "winrm", "controller", "cloud")
+#: Collectors that send credentials (their section's secrets) to the target.
+CREDENTIAL_COLLECTORS = frozenset({"winrm", "controller", "cloud"})
 DEFAULT_PORTS: Mapping[str, int] = {
     "license_manager": 27000,
     "vendor_daemon": 7279,
@@ -33,87 +58,298 @@ DEFAULT_PORTS: Mapping[str, int] = {
 }
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
+# Range limits: generous, but each keeps every later computation (socket timeouts, date
+# arithmetic, buffer sizes) in range, so that no configuration that loads fails at probe time.
+#: A probe that takes longer than this is not a scrape any more.
+MAX_TIMEOUT = 3600.0
+MAX_CACHE_INTERVAL = 30 * 86400.0
+MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
+MAX_LOG_TAIL_BYTES = 64 * 1024 * 1024
+#: Ten years: with catalog dates up to MAX_DATE the deadline stays a valid date.
+MAX_POLICY_MONTHS = 120
+MAX_BUILD = 999_999_999
+
 
 class ConfigError(Exception):
     """All problems found in one configuration file."""
 
-    def __init__(self, path: str, problems: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, path: str, problems: list[tuple[str, str]] | list[Problem] | list[Any]
+    ) -> None:
         self.path = path
-        self.problems = problems
+        located = [p if isinstance(p, Problem) else Problem(p[0], p[1]) for p in problems]
+        #: In the order of the file (problems without a line last), as a reader goes through it.
+        self.located: list[Problem] = sorted(
+            located, key=lambda p: p.line if p.line is not None else 1 << 30
+        )
+        #: (key path, reason) pairs, as before the line numbers were added.
+        self.problems: list[tuple[str, str]] = [(p.key, p.reason) for p in self.located]
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
-        return [f"{self.path}: {key or '(top level)'}: {reason}" for key, reason in self.problems]
+        return [p.render(self.path) for p in self.located]
 
 
-class Secret:
-    """A credential read from a file or the environment. Its text never shows in repr or str,
-    and every secret ever read is scrubbed from log lines and HTTP answers (``redact``)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-        _remember_secret(value)
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('<hidden>')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
+# ---------------------------------------------------------------------------------------------
+# Scalar values: each validator states its rule in the words the problem list shows.
 
 
-#: Secret values seen in this process (copy-on-write, so readers never lock). A hostile or
-#: broken server may echo a credential back in an error or a value; whatever the exporter then
-#: writes to its log or answers over HTTP passes through ``redact`` first.
-_SECRETS: tuple[str, ...] = ()
-_SECRETS_LOCK = threading.Lock()
-#: Shorter values are not scrubbed: they would garble every log line.
-MIN_REDACTED_LENGTH = 4
-REDACTED = "<hidden>"
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{12,}={0,2}")
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 
 
-def _remember_secret(value: str) -> None:
-    global _SECRETS
-    if len(value) < MIN_REDACTED_LENGTH or value in _SECRETS:
-        return
-    with _SECRETS_LOCK:
-        _SECRETS = tuple(sorted({*_SECRETS, value}, key=len, reverse=True))
+def parse_duration(value: object) -> float:
+    """Prometheus-style durations (``1h30m``, ``15m``, ``500ms``) or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 10s, 15m or 24h")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("expected a duration such as 10s, 15m or 24h")
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a duration such as 10s, 15m or 24h")
+    match = _DURATION.match(value.strip())
+    if not match or not any(match.groups()):
+        raise ValueError(f"{value!r} is not a duration such as 10s, 15m or 24h"[:200])
+    d, h, m, s, ms = (int(g) if g else 0 for g in match.groups())
+    return d * 86400 + h * 3600 + m * 60 + s + ms / 1000
 
 
-def redact(text: str) -> str:
-    """``text`` without any secret value, nor a Base64 run decoding to one (a Basic header)."""
-    known = _SECRETS
-    if not known:
-        return text
-    for value in known:
-        if value in text:
-            text = text.replace(value, REDACTED)
+def _human(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
-    def base64_run(match: re.Match[str]) -> str:
-        run = match.group(0)
+
+def _duration(low: float, high: float, *, zero: bool = True) -> PlainValidator:
+    def check(value: object) -> float:
+        seconds = parse_duration(value)
+        if not zero and seconds <= 0:
+            raise ValueError("must be greater than zero")
+        if seconds < low:
+            raise ValueError(f"must be at least {_human(low)}")
+        if seconds > high:
+            raise ValueError(f"must be at most {_human(high)}")
+        return seconds
+
+    return PlainValidator(check)
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {kind(value)}")
+    if len(value) > 4096:
+        raise ValueError("at most 4096 characters")
+    return value
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_quote(value)}")
+    return value
+
+
+def _quote(value: object) -> str:
+    """A short, safe rendering of a wrong value (strings longer than 40 are cut)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _port(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError(f"expected a port number 1-65535, got {_quote(value)}")
+    return value
+
+
+def _optional_port(value: object) -> int | None:
+    return None if value is None else _port(value)
+
+
+def _int_in(low: int, high: int) -> PlainValidator:
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            what = "a positive integer" if low == 1 else f"a whole number >= {low}"
+            raise ValueError(f"expected {what}, got {_quote(value)}")
+        if value < low:
+            what = "a positive integer" if low == 1 else f"a whole number >= {low}"
+            raise ValueError(f"expected {what}, got {_quote(value)}")
+        if value > high:
+            raise ValueError(f"expected at most {high}, got {value}")
+        return value
+
+    return PlainValidator(check)
+
+
+def _choice(*choices: str) -> PlainValidator:
+    def check(value: object) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {_quote(value)}")
+        return str(value)
+
+    return PlainValidator(check)
+
+
+def _date(value: object) -> date:
+    parsed: date | None = None
+    if isinstance(value, date):
+        parsed = value
+    elif isinstance(value, str):
         try:
-            decoded = base64.b64decode(run + "=" * (-len(run) % 4)).decode("utf-8", "replace")
-        except (binascii.Error, ValueError):
-            return run
-        return REDACTED if any(value in decoded for value in known) else run
+            parsed = date.fromisoformat(value)
+        except ValueError:
+            parsed = None
+    if parsed is None:
+        raise ValueError(f"expected a date YYYY-MM-DD, got {_quote(value)}")
+    if not MIN_DATE <= parsed <= MAX_DATE:
+        raise ValueError(f"expected a date between {MIN_DATE} and {MAX_DATE}, got {parsed}")
+    return parsed
 
-    return _BASE64_RUN.sub(base64_run, text)
+
+Str = Annotated[str, PlainValidator(_str)]
+OptionalStr = Annotated[str | None, PlainValidator(_optional_str)]
+Bool = Annotated[bool, PlainValidator(_bool)]
+Port = Annotated[int, PlainValidator(_port)]
+Bytes = Annotated[int, _int_in(1, MAX_RESPONSE_BYTES)]
+Timeout = Annotated[float, _duration(0, MAX_TIMEOUT, zero=False)]
+CacheInterval = Annotated[float, _duration(0, MAX_CACHE_INTERVAL)]
+PositiveCacheInterval = Annotated[float, _duration(0, MAX_CACHE_INTERVAL, zero=False)]
 
 
-@dataclass(frozen=True)
-class TLSConfig:
-    ca_file: str | None = None
-    insecure_skip_verify: bool = False
+def _port_name(value: object) -> str:
+    if value not in DEFAULT_PORTS:
+        raise ValueError(f"unknown key (allowed: {', '.join(sorted(DEFAULT_PORTS))})")
+    return str(value)
+
+
+Ports = dict[Annotated[str, PlainValidator(_port_name)], Port]
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets: read in a before-validator from <key>_file / <key>_env, never inline.
+
+
+class _Refused:
+    """Stands in for a secret that could not be read, so the field reports it at the right key
+    while the rest of the section is still validated."""
+
+    def __init__(self, reason: str, key: str | None) -> None:
+        self.reason = reason
+        self.key = key
+
+
+def _read_secrets(data: Any, info: ValidationInfo, names: tuple[str, ...]) -> Any:
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    context = info.context or {}
+    base_dir = Path(context.get("base_dir") or Path.cwd())
+    environ: Mapping[str, str] = context.get("environ", os.environ)
+    for name in names:
+        file_key, env_key = f"{name}_file", f"{name}_env"
+        file_name, env_name = data.pop(file_key, None), data.pop(env_key, None)
+        if name in data and not isinstance(data[name], Secret | None):
+            data[name] = _Refused(
+                f"inline secrets are not accepted; use {file_key} or {env_key}", name
+            )
+            continue
+        if file_name is not None and env_name is not None:
+            data[name] = _Refused(f"set only one of {file_key} and {env_key}", None)
+        elif file_name is not None:
+            data[name] = _secret_file(file_name, file_key, base_dir)
+        elif env_name is not None:
+            data[name] = _secret_env(env_name, env_key, environ)
+    return data
+
+
+def _secret_file(value: object, key: str, base_dir: Path) -> Secret | _Refused:
+    # What was written under the key is not quoted: it may be a password put there by mistake.
+    if not isinstance(value, str) or not value.strip():
+        return _Refused(f"expected the name of a file, got {kind(value)}", key)
+    path = base_dir / value
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(64 * 1024 + 1)
+    except OSError as exc:
+        return _Refused(
+            f"cannot read the file named there ({exc.strerror}; a relative name is read from "
+            f"{base_dir})", key,
+        )
+    if len(data) > 64 * 1024:
+        return _Refused("the file named there is larger than 64 KiB", key)
+    try:
+        text = data.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return _Refused("the file named there is not UTF-8 text", key)
+    if not text:
+        return _Refused("the file named there is empty", key)
+    return Secret(text)
+
+
+def _secret_env(value: object, key: str, environ: Mapping[str, str]) -> Secret | _Refused:
+    if not isinstance(value, str) or not value.strip():
+        return _Refused(f"expected the name of an environment variable, got {kind(value)}", key)
+    if not environ.get(value):
+        # Not "variable X is not set": X may be the password itself, typed here by mistake.
+        return _Refused(f"the environment variable named under {key} is not set (or empty)", key)
+    return Secret(environ[value])
+
+
+def _secret(value: object, info: ValidationInfo) -> Secret | None:
+    if isinstance(value, _Refused):
+        raise refusal(value.reason, key=value.key)
+    if value is None or isinstance(value, Secret):
+        return value
+    name = info.field_name
+    raise refusal(f"inline secrets are not accepted; use {name}_file or {name}_env")
+
+
+SecretValue = Annotated[Secret | None, PlainValidator(_secret)]
+
+
+class _Model(Section):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, populate_by_name=True,
+        hide_input_in_errors=True,
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        """``key:`` with no value means the default, as it always has in these files."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+
+def _resolve_file(value: str | None, info: ValidationInfo) -> str | None:
+    """A file name relative to the configuration file's folder, which must exist."""
+    base_dir = (info.context or {}).get("base_dir")
+    if value is None or base_dir is None:
+        return value
+    path = Path(base_dir) / value
+    if not path.is_file():
+        raise refusal(f"{path} does not exist")
+    return str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+class TLSConfig(_Model):
+    ca_file: OptionalStr = None
+    insecure_skip_verify: Bool = False
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _resolve_file(value, info)
 
     def verify(self) -> bool | str:
         """The value requests and httpx take as ``verify``."""
@@ -122,18 +358,49 @@ class TLSConfig:
         return self.ca_file or True
 
 
-@dataclass(frozen=True)
-class ProbeConfig:
-    ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+class ProbeTLSConfig(TLSConfig):
     # The default Web Services certificate is self-signed, so verification is off by default
     # here; expiry is reported either way. This is the one place TLS verification defaults off,
     # and nothing secret is sent over this connection.
-    tls: TLSConfig = field(default_factory=lambda: TLSConfig(insecure_skip_verify=True))
-    tls_port: str = "web_services"
+    insecure_skip_verify: Bool = True
 
 
-@dataclass(frozen=True)
-class KerberosConfig:
+class ProbeConfig(_Model):
+    ports: Ports = Field(default_factory=lambda: dict(DEFAULT_PORTS))
+    tls: ProbeTLSConfig = Field(default_factory=ProbeTLSConfig)
+    tls_port: Annotated[str, _choice(*DEFAULT_PORTS)] = "web_services"
+
+    @field_validator("ports")
+    @classmethod
+    def _defaults(cls, value: dict[str, int]) -> dict[str, int]:
+        return {**DEFAULT_PORTS, **value}
+
+
+_SPN = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}/[A-Za-z0-9.-]{1,253}$")
+_REALM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,254}$")
+#: WMI instances read per class at most (a License Server has a few dozen pools).
+MAX_INSTANCES_LIMIT = 1_000_000
+
+
+def _realm(value: object) -> str | None:
+    if value is None:
+        return None
+    text = _str(value)
+    if not _REALM.match(text):
+        raise ValueError("expected a realm name such as CORP.EXAMPLE.COM")
+    return text
+
+
+def _spn(value: object) -> str | None:
+    if value is None:
+        return None
+    text = _str(value)
+    if not _SPN.match(text):
+        raise ValueError("expected SERVICE/host, e.g. HTTP/ls01.corp.example.com")
+    return text
+
+
+class KerberosConfig(_Model):
     """``winrm.kerberos`` (auth kerberos): where the client's ticket comes from, and the SPN.
 
     The source is the module's password (the exporter runs kinit into a private credential
@@ -141,79 +408,307 @@ class KerberosConfig:
     """
 
     #: The realm of ``username`` when it has no ``@REALM`` part.
-    realm: str | None = None
+    realm: Annotated[str | None, PlainValidator(_realm)] = None
     #: The service principal, ``SERVICE/host`` (default ``HTTP/<host of the WinRM URL>``).
-    spn: str | None = None
-    keytab: str | None = None
-    ccache: str | None = None
+    spn: Annotated[str | None, PlainValidator(_spn)] = None
+    keytab: OptionalStr = None
+    ccache: OptionalStr = None
+
+    @field_validator("keytab")
+    @classmethod
+    def _keytab(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _resolve_file(value.removeprefix("FILE:") if value else value, info)
 
 
-@dataclass(frozen=True)
-class WinRMConfig:
-    username: str
-    password: Secret | None
-    scheme: Literal["https", "http"] = "https"
-    port: int | None = None
-    path: str = "/wsman"
-    auth: Literal["ntlm", "basic", "kerberos"] = "ntlm"
-    allow_unencrypted: bool = False
-    tls: TLSConfig = field(default_factory=TLSConfig)
-    cache_interval: float = 900.0
-    log_tail_bytes: int = 256 * 1024
-    max_response_bytes: int = 8 * 1024 * 1024
+def _services(value: object) -> tuple[ServiceSpec, ...]:
+    """``winrm.services`` as written (citrix/licensing.py's rules), or as code builds it."""
+    if isinstance(value, tuple) and all(isinstance(s, ServiceSpec) for s in value):
+        return value
+    return parse_service_specs(value)
+
+
+def _cross_checks(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """The Kerberos credential rules, on the keys as written."""
+    if raw.get("auth") != "kerberos":
+        return []
+    found = raw.get("kerberos")
+    kerberos: Mapping[str, Any] = found if isinstance(found, dict) else {}
+    password = any(raw.get(k) is not None for k in ("password", "password_file", "password_env"))
+    keytab = kerberos.get("keytab") is not None
+    sources = [name for name, given in (
+        ("password_file/password_env", password), ("kerberos.keytab", keytab),
+        ("kerberos.ccache", kerberos.get("ccache") is not None)) if given]
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    if len(sources) > 1:
+        problems.append(((), "auth kerberos takes one credential source, got "
+                         + " and ".join(sources)))
+    if (password or keytab) and not raw.get("username"):
+        problems.append((("username",), "required for auth kerberos with a password or keytab "
+                         "(the client principal, user or user@REALM)"))
+    return problems
+
+
+class WinRMConfig(_Model):
+    input_keys: ClassVar[frozenset[str]] = frozenset({"password_file", "password_env"})
+
+    scheme: Annotated[Literal["https", "http"], _choice("https", "http")] = "https"
+    auth: Annotated[
+        Literal["ntlm", "basic", "kerberos"], _choice("ntlm", "basic", "kerberos")
+    ] = "ntlm"
+    allow_unencrypted: Bool = False
+    username: str = Field(default="", validate_default=True)
+    password: SecretValue = Field(default=None, validate_default=True)
+    port: Annotated[int | None, PlainValidator(_optional_port)] = None
+    path: Str = "/wsman"
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    cache_interval: CacheInterval = 900.0
+    log_tail_bytes: Annotated[int, _int_in(1, MAX_LOG_TAIL_BYTES)] = 256 * 1024
+    max_response_bytes: Bytes = 8 * 1024 * 1024
     #: WMI instances read per class at most (a License Server has a few dozen pools).
-    max_instances: int = 10_000
-    kerberos: KerberosConfig | None = None
+    max_instances: Annotated[int, _int_in(1, MAX_INSTANCES_LIMIT)] = 10_000
+    kerberos: KerberosConfig | None = Field(default=None, validate_default=True)
     #: The Windows services watched (citrix/licensing.py DEFAULT_SERVICES: the four of 11.17.2).
-    services: tuple[ServiceSpec, ...] = DEFAULT_SERVICES
+    services: Annotated[tuple[ServiceSpec, ...], PlainValidator(_services)] = DEFAULT_SERVICES
     #: Whether WMI Count includes the overdraft allowance (docs/assumptions.md, Overdraft).
-    count_includes_overdraft: bool = True
+    count_includes_overdraft: Bool = True
+    #: Rules across keys, judged on what was written (so that a bad value of one key does not
+    #: hide them): see _cross_checks. Never set in a file.
+    checks: None = Field(default=None, alias="__checks__", validate_default=True, repr=False)
+
+    internal_keys: ClassVar[frozenset[str]] = frozenset({"__checks__"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict):
+            data = {**data, "__checks__": _cross_checks(data)}
+        return _read_secrets(data, info, ("password",))
+
+    @field_validator("username", mode="plain")
+    @classmethod
+    def _username(cls, value: object, info: ValidationInfo) -> str:
+        auth = info.data.get("auth")
+        if value is None or value == "":
+            if auth in ("ntlm", "basic"):
+                raise refusal(f"required for auth {auth}")
+            return ""
+        return _str(value)
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: Secret | None, info: ValidationInfo) -> Secret | None:
+        auth = info.data.get("auth")
+        if auth in ("ntlm", "basic") and value is None and info.context is not None:
+            raise refusal(f"auth {auth} needs password_file or password_env", key=None)
+        if auth == "basic" and info.data.get("scheme") == "http" \
+                and info.data.get("allow_unencrypted") is False:
+            raise refusal(
+                "basic authentication over http sends the password in clear text; "
+                "use scheme https, auth ntlm, or set allow_unencrypted: true", key="auth",
+            )
+        return value
+
+    @field_validator("kerberos")
+    @classmethod
+    def _kerberos(
+        cls, value: KerberosConfig | None, info: ValidationInfo
+    ) -> KerberosConfig | None:
+        auth = info.data.get("auth")
+        if auth is None:
+            return value
+        if auth != "kerberos":
+            if value is not None:
+                raise refusal("only for auth kerberos")
+            return None
+        return value or KerberosConfig()
+
+    @field_validator("checks", mode="plain")
+    @classmethod
+    def _raw_checks(cls, value: object) -> None:
+        if value:
+            raise Several(value)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _tail_fits(self, info: ValidationInfo) -> WinRMConfig:
+        # The log tail travels Base64-encoded (4/3) inside the answer: a tail that cannot fit
+        # would fail every collection. (Code may build tighter caps on purpose: file only.)
+        if info.context is not None \
+                and self.log_tail_bytes * 4 // 3 + 64 * 1024 > self.max_response_bytes:
+            raise refusal(
+                "log_tail_bytes does not fit in max_response_bytes (the tail travels "
+                "Base64-encoded: raise max_response_bytes or lower log_tail_bytes)"
+            )
+        return self
 
     @property
     def effective_port(self) -> int:
         return self.port or (5986 if self.scheme == "https" else 5985)
 
 
-@dataclass(frozen=True)
-class ControllerConfig:
+_HTTPS_URL = re.compile(r"^https://[^/\s?#@]+/?$")
+_HTTPS_BASE_URL = re.compile(r"^https://[^/\s?#@]+(/[^\s?#]*)?$")
+
+
+def _https_host_url(value: object) -> str:
+    """``https://host[:port]``: where credentials go, so plain http is refused."""
+    text = _str(value).strip()
+    if not _HTTPS_URL.match(text):
+        raise ValueError(f"expected https://host[:port] (no path), got {redact_url(text)!r}")
+    return text.rstrip("/")
+
+
+def _https_base_url(value: object) -> str:
+    text = _str(value).strip()
+    if not _HTTPS_BASE_URL.match(text):
+        raise ValueError(f"expected an https:// URL, got {redact_url(text)!r}")
+    return text.rstrip("/")
+
+
+def _url_path(value: object) -> str:
+    if value == "":
+        return ""
+    text = _str(value).strip()
+    if not text.startswith("/") or any(c.isspace() or c in "?#" for c in text):
+        raise ValueError(f"expected a path starting with '/', got {_quote(text)}")
+    return text.rstrip("/")
+
+
+HttpsBaseURL = Annotated[str, PlainValidator(_https_base_url)]
+URLPath = Annotated[str, PlainValidator(_url_path)]
+
+
+class ControllerConfig(_Model):
     """The Delivery Controller REST API (``https://<controller>/cvad/manage``), read-only."""
 
-    username: str
-    password: Secret | None
-    tls: TLSConfig = field(default_factory=TLSConfig)
-    base_path: str = "/cvad/manage"
+    input_keys: ClassVar[frozenset[str]] = frozenset({"password_file", "password_env"})
+
+    username: Str
+    password: SecretValue = Field(default=None, validate_default=True)
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    base_path: URLPath = "/cvad/manage"
     #: Where the License Server status (LicenseInformation.LicenseServerStatus) is read, per
     #: site; empty: not read (see docs/controller-and-cloud.md).
-    license_overview_path: str = "/Licensing/LicenseOverview"
-    cache_interval: float = 60.0
-    max_response_bytes: int = 4 * 1024 * 1024
+    license_overview_path: URLPath = "/Licensing/LicenseOverview"
+    cache_interval: CacheInterval = 60.0
+    max_response_bytes: Bytes = 4 * 1024 * 1024
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        return _read_secrets(data, info, ("password",))
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: Secret | None, info: ValidationInfo) -> Secret | None:
+        if value is None and info.context is not None:
+            raise refusal("the controller API needs password_file or password_env", key=None)
+        return value
 
 
-@dataclass(frozen=True)
-class CloudConfig:
+def _customer_id(value: object) -> str:
+    text = _str(value)
+    if not re.match(r"^[A-Za-z0-9_.-]{1,128}$", text):
+        raise ValueError("expected the Citrix Cloud customer ID (letters, digits, '.', '_', '-')")
+    return text
+
+
+class CloudConfig(_Model):
     """Citrix Cloud's licensing API (experimental): one License Server list per customer."""
 
-    customer_id: str
-    client_id: Secret | None
-    client_secret: Secret | None
-    trust_url: str = "https://trust.citrixworkspacesapi.net"
-    licensing_url: str = "https://licensing.citrixworkspacesapi.net"
-    tls: TLSConfig = field(default_factory=TLSConfig)
-    cache_interval: float = 900.0
-    max_response_bytes: int = 8 * 1024 * 1024
+    input_keys: ClassVar[frozenset[str]] = frozenset(
+        {"client_id_file", "client_id_env", "client_secret_file", "client_secret_env"}
+    )
+
+    customer_id: Annotated[str, PlainValidator(_customer_id)]
+    client_id: SecretValue = Field(default=None, validate_default=True)
+    client_secret: SecretValue = Field(default=None, validate_default=True)
+    trust_url: HttpsBaseURL = "https://trust.citrixworkspacesapi.net"
+    licensing_url: HttpsBaseURL = "https://licensing.citrixworkspacesapi.net"
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    cache_interval: PositiveCacheInterval = 900.0
+    max_response_bytes: Bytes = 8 * 1024 * 1024
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        return _read_secrets(data, info, ("client_id", "client_secret"))
+
+    @field_validator("client_id", "client_secret")
+    @classmethod
+    def _required(cls, value: Secret | None, info: ValidationInfo) -> Secret | None:
+        if value is None and info.context is not None:
+            name = info.field_name
+            raise refusal(f"Citrix Cloud API access needs {name}_file or {name}_env", key=None)
+        return value
 
 
-@dataclass(frozen=True)
-class ModuleConfig:
-    name: str
-    timeout: float = 10.0
-    collectors: tuple[str, ...] = ("probe",)
-    primary: str = "probe"
-    allow_unlisted_targets: bool = False
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
-    winrm: WinRMConfig | None = None
-    controller: ControllerConfig | None = None
-    cloud: CloudConfig | None = None
+def _collectors(value: object) -> object:
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError("expected a non-empty list of collector names")
+    return value
+
+
+def _collector(value: object) -> str:
+    if value not in COLLECTORS:
+        raise ValueError(f"unknown collector {_quote(value)} (known: {', '.join(COLLECTORS)})")
+    return str(value)
+
+
+class ModuleConfig(_Model):
+    internal_keys: ClassVar[frozenset[str]] = frozenset({"__name__"})
+
+    name: str = Field(default="", alias="__name__")
+    timeout: Timeout = 10.0
+    collectors: Annotated[
+        tuple[Annotated[str, PlainValidator(_collector)], ...],
+        Field(validate_default=False),
+    ] = ("probe",)
+    primary: str = Field(default="", validate_default=True)
+    allow_unlisted_targets: Bool = False
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    winrm: WinRMConfig | None = Field(default=None, validate_default=True)
+    controller: ControllerConfig | None = Field(default=None, validate_default=True)
+    cloud: CloudConfig | None = Field(default=None, validate_default=True)
+
+    @field_validator("collectors", mode="before")
+    @classmethod
+    def _collectors_list(cls, value: object) -> object:
+        return _collectors(value)
+
+    @field_validator("collectors")
+    @classmethod
+    def _once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise refusal("lists a collector twice")
+        return value
+
+    @field_validator("primary", mode="plain")
+    @classmethod
+    def _primary(cls, value: object, info: ValidationInfo) -> str:
+        collectors = info.data.get("collectors")
+        if value is None or value == "":
+            return collectors[0] if collectors else "probe"
+        text = _str(value)
+        if collectors is not None and text not in collectors:
+            raise refusal(f"{_quote(text)} is not in this module's collectors")
+        return text
+
+    @field_validator("winrm", "controller", "cloud")
+    @classmethod
+    def _section(cls, value: object, info: ValidationInfo) -> object:
+        name = info.field_name
+        # Code may build a module without the section (tests of the exposition): file only.
+        if value is None and info.context is not None \
+                and name in (info.data.get("collectors") or ()):
+            raise refusal(
+                f"collector {name} is enabled but the module has no {name} section", key=None
+            )
+        return value
+
+    @property
+    def sends_credentials(self) -> bool:
+        """True when a probe with this module sends credentials to the target."""
+        return bool(CREDENTIAL_COLLECTORS & set(self.collectors))
 
     def cache_interval(self, collector: str) -> float:
         if collector == "winrm" and self.winrm is not None:
@@ -225,23 +720,137 @@ class ModuleConfig:
         return 0.0
 
 
-@dataclass(frozen=True)
-class TargetConfig:
-    name: str
-    address: str
-    module: str
-    telemetry: Literal["automatic", "manual"] = "automatic"
-    ports: Mapping[str, int] = field(default_factory=dict)
-    winrm_url: str | None = None
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+def _target_name(value: object) -> str:
+    text = _str(value)
+    if not _NAME.match(text):
+        raise ValueError("use letters, digits, '.', '_', ':' or '-' (max 128)")
+    return text
+
+
+def _address(value: object) -> str:
+    text = _str(value).strip()
+    if len(text) > 253 or any(c.isspace() or c in "/?#@" for c in text):
+        raise ValueError("expected a host name or IP address")
+    return text
+
+
+def _winrm_url(value: object) -> str | None:
+    if value is None:
+        return None
+    text = _str(value)
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", text):
+        raise ValueError("expected http(s)://host:port/wsman")
+    return text
+
+
+def _controller_list(value: object) -> object:
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError("expected a non-empty list of https://host[:port] URLs")
+    return value
+
+
+class TargetConfig(_Model):
+    name: Annotated[str, PlainValidator(_target_name)]
+    address: Annotated[str, PlainValidator(_address)]
+    module: str = Field(default="default", validate_default=True)
+    telemetry: Annotated[
+        Literal["automatic", "manual"], _choice("automatic", "manual")
+    ] = "automatic"
+    ports: Ports = Field(default_factory=dict)
+    winrm_url: Annotated[str | None, PlainValidator(_winrm_url)] = None
     #: Delivery Controllers (https://host[:port]) of the site(s) that use this License Server.
-    controllers: tuple[str, ...] = ()
+    controllers: tuple[Annotated[str, PlainValidator(_https_host_url)], ...] = Field(
+        default=(), validate_default=True
+    )
     #: The site (name or Id) to watch; None: every site the controllers report.
-    site: str | None = None
+    site: OptionalStr = None
     #: The name Citrix Cloud lists this License Server under; None: the address.
-    cloud_fqdn: str | None = None
+    cloud_fqdn: OptionalStr = None
+    #: Other modules a client may name with ``module=`` for this target. A module that sends
+    #: credentials is refused for a target it is not paired with (its own ``module``).
+    allowed_modules: tuple[Str, ...] = ()
+
+    @field_validator("module", mode="plain")
+    @classmethod
+    def _module(cls, value: object, info: ValidationInfo) -> str:
+        text = _str(value)
+        names = (info.context or {}).get("module_names")
+        if names is not None and text not in names:
+            raise refusal(f"no module named {_quote(text)}")
+        return text
+
+    @field_validator("controllers", mode="before")
+    @classmethod
+    def _controller_list(cls, value: object) -> object:
+        if value is None or value == ():  # not given (the default is validated too)
+            return ()
+        return _controller_list(value)
+
+    @field_validator("controllers")
+    @classmethod
+    def _controllers_needed(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        module = info.data.get("module")
+        collectors = (info.context or {}).get("module_collectors", {}).get(module, ())
+        if not value and "controller" in collectors:
+            raise refusal(
+                f"module {module!r} runs the controller collector: list the site's Delivery "
+                "Controllers under controllers", key=None,
+            )
+        return value
+
+    @field_validator("cloud_fqdn")
+    @classmethod
+    def _fqdn(cls, value: str | None) -> str | None:
+        return value.strip().rstrip(".").lower() if value else None
+
+    @field_validator("allowed_modules")
+    @classmethod
+    def _known_modules(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        names = (info.context or {}).get("module_names")
+        for name in value:
+            if names is not None and name not in names:
+                raise refusal(f"no module named {_quote(name)}")
+        return value
 
     def port(self, module: ModuleConfig, name: str) -> int:
         return self.ports.get(name, module.probe.ports[name])
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy and catalog
+
+
+class MinimumBuildSection(_Model):
+    build: Annotated[int, _int_in(1, MAX_BUILD)]
+    deadline: Annotated[date, PlainValidator(_date)]
+    name: OptionalStr = None
+    #: telemetry: manual limits the rule to targets that report by hand.
+    telemetry: Annotated[Literal["manual"] | None, _choice("manual")] = None
+
+
+class PolicySection(_Model):
+    six_month_rule: Bool = True
+    months: Annotated[int, _int_in(1, MAX_POLICY_MONTHS)] = 6
+    minimum_builds: tuple[MinimumBuildSection, ...] | None = None
+    six_month_rule_from_build: Annotated[int, _int_in(0, MAX_BUILD)] = (
+        PolicyConfig().six_month_rule_from_build
+    )
+
+    def to_policy(self) -> PolicyConfig:
+        minimum: tuple[MinimumBuild, ...] = DEFAULT_MINIMUM_BUILDS
+        if self.minimum_builds is not None:
+            minimum = tuple(
+                MinimumBuild(name=m.name or f"minimum_build_{m.build}", build=m.build,
+                             deadline=m.deadline, telemetry=m.telemetry)
+                for m in self.minimum_builds
+            )
+        return PolicyConfig(
+            six_month_rule=self.six_month_rule, months=self.months, minimum_builds=minimum,
+            six_month_rule_from_build=self.six_month_rule_from_build,
+        )
 
 
 #: Defaults of the ``catalog:`` section (docs/catalog.md "Following the published catalog").
@@ -271,16 +880,69 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-@dataclass(frozen=True)
-class CatalogSource:
+def _https_source(url: str | None, info: ValidationInfo) -> str | None:
+    if url is None or info.context is None:  # built by code, not read from a file
+        return url
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme == "https" and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        valid = False
+    if not valid or len(url) > 2000 or any(c.isspace() for c in url):
+        raise refusal(f"expected an https:// URL, got {redact_url(url)!r}")
+    return url
+
+
+class CatalogSource(_Model):
     """A release catalog the exporter follows: an HTTPS ``url`` or a local ``file`` (catalog
     documents), or Citrix's RSS feed of licensing downloads (``citrix_feed``: ``url`` holds
     its URL, fetched by the same rules)."""
 
-    url: str | None = None
-    file: str | None = None  # resolved against the configuration file's folder
-    ca_file: str | None = None  # CA bundle for ``url`` (TLS verification stays on)
+    internal_keys: ClassVar[frozenset[str]] = frozenset({"format"})
+
+    url: OptionalStr = None
+    citrix_feed: OptionalStr = None
+    file: OptionalStr = None  # resolved against the configuration file's folder
+    ca_file: OptionalStr = None  # CA bundle for ``url`` (TLS verification stays on)
     format: Literal["catalog", "citrix_feed"] = "catalog"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_empty(cls, data: Any, info: ValidationInfo) -> Any:
+        if data is None or data == {}:
+            raise refusal(
+                "expected a mapping with url or citrix_feed (and optional ca_file) or file"
+            )
+        if isinstance(data, dict) and "format" in data and info.context is not None:
+            allowed = ", ".join(cls.allowed_keys())
+            raise refusal(f"unknown key (allowed: {allowed})", child="format")
+        return data
+
+    @field_validator("url", "citrix_feed")
+    @classmethod
+    def _https(cls, url: str | None, info: ValidationInfo) -> str | None:
+        return _https_source(url, info)
+
+    @model_validator(mode="after")
+    def _one(self, info: ValidationInfo) -> CatalogSource:
+        if sum(v is not None for v in (self.url, self.citrix_feed, self.file)) != 1:
+            raise refusal("give exactly one of url, citrix_feed or file")
+        if self.citrix_feed is not None:  # as code builds it: the feed's URL in url
+            object.__setattr__(self, "url", self.citrix_feed)
+            object.__setattr__(self, "format", "citrix_feed")
+            object.__setattr__(self, "citrix_feed", None)
+        if self.url is None and self.ca_file is not None:
+            raise refusal("only a url or citrix_feed source takes a ca_file", child="ca_file")
+        base_dir = (info.context or {}).get("base_dir")
+        if base_dir is not None:
+            if self.ca_file is not None:
+                ca_path = Path(base_dir) / self.ca_file
+                if not ca_path.is_file():
+                    raise refusal(f"{ca_path} does not exist", child="ca_file")
+                object.__setattr__(self, "ca_file", str(ca_path))
+            if self.file is not None:
+                object.__setattr__(self, "file", str((Path(base_dir) / self.file).resolve()))
+        return self
 
     @property
     def label(self) -> str:
@@ -290,25 +952,55 @@ class CatalogSource:
         return str(self.file)
 
 
-@dataclass(frozen=True)
-class CatalogConfig:
+class CatalogConfig(_Model):
     """The ``catalog:`` section. Precedence: ``releases``, then ``sources`` in order, then the
     bundled catalog (per build, the first that has it wins)."""
 
+    #: Validated by the catalog's own rules (parse_releases) before the model sees them.
     releases: tuple[Release, ...] = ()
     sources: tuple[CatalogSource, ...] = ()
-    refresh_interval: float = CATALOG_REFRESH_INTERVAL
-    max_bytes: int = CATALOG_MAX_BYTES
-    timeout: float = CATALOG_TIMEOUT
+    refresh_interval: Annotated[
+        float, _duration(CATALOG_MIN_REFRESH_INTERVAL, MAX_CACHE_INTERVAL)
+    ] = CATALOG_REFRESH_INTERVAL
+    max_bytes: Annotated[int, _int_in(1, CATALOG_MAX_BYTES_LIMIT)] = CATALOG_MAX_BYTES
+    timeout: Timeout = CATALOG_TIMEOUT
+
+    @field_validator("releases", mode="plain")
+    @classmethod
+    def _parsed(cls, value: object) -> tuple[Release, ...]:
+        if not isinstance(value, tuple) or not all(isinstance(r, Release) for r in value):
+            raise refusal("expected a list of releases")
+        return value
 
 
-@dataclass(frozen=True)
-class Config:
-    path: str
+
+class Config(_Model):
+    internal_keys: ClassVar[frozenset[str]] = frozenset({"path"})
+
+    path: str = ""
     modules: Mapping[str, ModuleConfig]
-    targets: tuple[TargetConfig, ...]
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    targets: tuple[TargetConfig, ...] = ()
+    policy_section: PolicySection = Field(default_factory=PolicySection, alias="policy")
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    _policy: PolicyConfig = PrivateAttr(default_factory=PolicyConfig)
+
+    @classmethod
+    def allowed_keys(cls) -> list[str]:
+        return ["catalog", "modules", "policy", "targets"]
+
+    @field_validator("modules")
+    @classmethod
+    def _some(cls, value: Mapping[str, ModuleConfig]) -> Mapping[str, ModuleConfig]:
+        if not value:
+            raise refusal("at least one module is required")
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._policy = self.policy_section.to_policy()
+
+    @property
+    def policy(self) -> PolicyConfig:
+        return self._policy
 
     @property
     def catalog_releases(self) -> tuple[Release, ...]:
@@ -324,689 +1016,158 @@ class Config:
                 return target
         return None
 
-
-# ---------------------------------------------------------------------------------------------
-# Reading: a small toolkit that records problems instead of raising, so all of them are reported.
-
-
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
-T = TypeVar("T")
-_MISSING: Any = object()
-
-
-def parse_duration(value: object) -> float:
-    """Prometheus-style durations (``1h30m``, ``15m``, ``500ms``) or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 10s, 15m or 24h")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return float(value)
-    if not isinstance(value, str) or not value:
-        raise ValueError("expected a duration such as 10s, 15m or 24h")
-    match = _DURATION.match(value.strip())
-    if not match or not any(match.groups()):
-        raise ValueError(f"{value!r} is not a duration such as 10s, 15m or 24h")
-    d, h, m, s, ms = (int(g) if g else 0 for g in match.groups())
-    return d * 86400 + h * 3600 + m * 60 + s + ms / 1000
-
-
-class Reader:
-    """Reads typed values out of YAML mappings, recording (key path, reason) problems."""
-
-    def __init__(self, base_dir: Path, environ: Mapping[str, str] | None = None) -> None:
-        self.problems: list[tuple[str, str]] = []
-        self.base_dir = base_dir
-        self.environ = os.environ if environ is None else environ
-
-    def problem(self, path: str, reason: str) -> None:
-        self.problems.append((path, reason))
-
-    def problems_for(self, path: str) -> bool:
-        return any(key == path or key.startswith(path + ".") for key, _ in self.problems)
-
-    def mapping(self, raw: object, path: str, allowed: set[str] | None = None) -> dict[str, Any]:
-        if raw is None:
-            return {}
-        if not isinstance(raw, dict):
-            self.problem(path, f"expected a mapping, got {_kind(raw)}")
-            return {}
-        for key in raw:
-            if not isinstance(key, str):
-                self.problem(path, f"keys must be strings, got {key!r}")
-            elif allowed is not None and key not in allowed:
-                known = ", ".join(sorted(allowed))
-                self.problem(_join(path, key), f"unknown key (allowed: {known})")
-        return raw
-
-    def value(
-        self,
-        raw: Mapping[str, Any],
-        path: str,
-        key: str,
-        convert: Callable[[object], T],
-        default: T = _MISSING,
-    ) -> T:
-        where = _join(path, key)
-        if key not in raw or raw[key] is None:
-            if default is _MISSING:
-                self.problem(where, "required")
-                return None  # type: ignore[return-value]
-            return default
-        try:
-            return convert(raw[key])
-        except (TypeError, ValueError) as exc:
-            self.problem(where, str(exc))
-            return default if default is not _MISSING else None  # type: ignore[return-value]
-
-    def secret(self, raw: Mapping[str, Any], path: str, key: str) -> Secret | None:
-        """``<key>_file`` (a file path) or ``<key>_env`` (a variable name); never inline."""
-        if key in raw:
-            self.problem(
-                _join(path, key),
-                f"inline secrets are not accepted; use {key}_file or {key}_env",
-            )
-        file_key, env_key = f"{key}_file", f"{key}_env"
-        if file_key in raw and env_key in raw:
-            self.problem(path, f"set only one of {file_key} and {env_key}")
-            return None
-        if raw.get(file_key) is not None:
-            file_path = self.base_dir / str(raw[file_key])
-            try:
-                text = file_path.read_text(encoding="utf-8")
-            except OSError as exc:
-                self.problem(_join(path, file_key), f"cannot read {file_path}: {exc.strerror}")
-                return None
-            text = text.rstrip("\r\n")
-            if not text:
-                self.problem(_join(path, file_key), f"{file_path} is empty")
-                return None
-            return Secret(text)
-        if raw.get(env_key) is not None:
-            name = str(raw[env_key])
-            if name not in self.environ or not self.environ[name]:
-                self.problem(_join(path, env_key), f"environment variable {name} is not set")
-                return None
-            return Secret(self.environ[name])
-        return None
-
-
-def _join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
-
-
-def _kind(value: object) -> str:
-    kinds: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
-    return kinds.get(type(value), type(value).__name__)
-
-
-def _str(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a non-empty string, got {_kind(value)}")
-    return value
-
-
-def _bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _port(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise ValueError(f"expected a port number 1-65535, got {value!r}")
-    return value
-
-
-def _positive_int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"expected a positive integer, got {value!r}")
-    return value
-
-
-def _non_negative_int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"expected a whole number >= 0, got {value!r}")
-    return value
-
-
-def _positive_duration(value: object) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError("must be greater than zero")
-    return seconds
-
-
-def _choice(*choices: str) -> Callable[[object], Any]:
-    def convert(value: object) -> str:
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
-        return str(value)
-
-    return convert
-
-
-def _date(value: object) -> date:
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Sections
-
-
-def _tls(r: Reader, raw: object, path: str, default: TLSConfig) -> TLSConfig:
-    if raw is None:
-        return default
-    m = r.mapping(raw, path, {"ca_file", "insecure_skip_verify"})
-    ca_file = r.value(m, path, "ca_file", _str, None)
-    if ca_file is not None:
-        ca_path = r.base_dir / ca_file
-        if not ca_path.is_file():
-            r.problem(_join(path, "ca_file"), f"{ca_path} does not exist")
-        ca_file = str(ca_path)
-    return TLSConfig(
-        ca_file=ca_file,
-        insecure_skip_verify=r.value(
-            m, path, "insecure_skip_verify", _bool, default.insecure_skip_verify
-        ),
-    )
-
-
-def _ports(r: Reader, raw: object, path: str) -> dict[str, int]:
-    m = r.mapping(raw, path, set(DEFAULT_PORTS))
-    return {key: r.value(m, path, key, _port) for key in m if key in DEFAULT_PORTS}
-
-
-def _probe(r: Reader, raw: object, path: str) -> ProbeConfig:
-    m = r.mapping(raw, path, {"ports", "tls", "tls_port"})
-    ports = dict(DEFAULT_PORTS)
-    ports.update(_ports(r, m.get("ports"), _join(path, "ports")))
-    return ProbeConfig(
-        ports=ports,
-        tls=_tls(r, m.get("tls"), _join(path, "tls"), ProbeConfig().tls),
-        tls_port=r.value(m, path, "tls_port", _choice(*DEFAULT_PORTS), "web_services"),
-    )
-
-
-def _winrm(r: Reader, raw: object, path: str) -> WinRMConfig:
-    m = r.mapping(
-        raw,
-        path,
-        {
-            "scheme", "port", "path", "auth", "username", "password", "password_file",
-            "password_env", "allow_unencrypted", "tls", "cache_interval", "log_tail_bytes",
-            "max_response_bytes", "max_instances", "kerberos", "services",
-            "count_includes_overdraft",
-        },
-    )
-    scheme: Literal["https", "http"] = r.value(m, path, "scheme", _choice("https", "http"), "https")
-    auth: Literal["ntlm", "basic", "kerberos"] = r.value(
-        m, path, "auth", _choice("ntlm", "basic", "kerberos"), "ntlm"
-    )
-    allow_unencrypted = r.value(m, path, "allow_unencrypted", _bool, False)
-    password = r.secret(m, path, "password")
-    if auth in ("ntlm", "basic") and password is None and not r.problems_for(path):
-        r.problem(path, f"auth {auth} needs password_file or password_env")
-    if auth in ("ntlm", "basic") and not m.get("username"):
-        r.problem(_join(path, "username"), f"required for auth {auth}")
-    if auth != "kerberos" and "kerberos" in m:
-        r.problem(_join(path, "kerberos"), "only for auth kerberos")
-    if auth == "basic" and scheme == "http" and not allow_unencrypted:
-        r.problem(
-            _join(path, "auth"),
-            "basic authentication over http sends the password in clear text; "
-            "use scheme https, auth ntlm, or set allow_unencrypted: true",
-        )
-    return WinRMConfig(
-        username=r.value(m, path, "username", _str, ""),
-        password=password,
-        scheme=scheme,
-        port=r.value(m, path, "port", _port, None),
-        path=r.value(m, path, "path", _str, "/wsman"),
-        auth=auth,
-        allow_unencrypted=allow_unencrypted,
-        tls=_tls(r, m.get("tls"), _join(path, "tls"), TLSConfig()),
-        cache_interval=r.value(m, path, "cache_interval", parse_duration, 900.0),
-        log_tail_bytes=r.value(m, path, "log_tail_bytes", _positive_int, 256 * 1024),
-        max_response_bytes=r.value(m, path, "max_response_bytes", _positive_int, 8 * 1024 * 1024),
-        max_instances=r.value(m, path, "max_instances", _max_instances, 10_000),
-        kerberos=_kerberos(r, m, path, auth, password) if auth == "kerberos" else None,
-        services=r.value(m, path, "services", parse_service_specs, DEFAULT_SERVICES),
-        count_includes_overdraft=r.value(m, path, "count_includes_overdraft", _bool, True),
-    )
-
-
-def _max_instances(value: object) -> int:
-    number = _positive_int(value)
-    if number > 1_000_000:
-        raise ValueError(f"expected at most 1000000, got {number}")
-    return number
-
-
-_SPN = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}/[A-Za-z0-9.-]{1,253}$")
-_REALM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,254}$")
-
-
-def _kerberos(
-    r: Reader, m: Mapping[str, Any], path: str, auth: str, password: Secret | None
-) -> KerberosConfig:
-    where = _join(path, "kerberos")
-    k = r.mapping(m.get("kerberos"), where, {"realm", "spn", "keytab", "ccache"})
-    realm = r.value(k, where, "realm", _str, None)
-    if realm is not None and not _REALM.match(realm):
-        r.problem(_join(where, "realm"), "expected a realm name such as CORP.EXAMPLE.COM")
-    spn = r.value(k, where, "spn", _str, None)
-    if spn is not None and not _SPN.match(spn):
-        r.problem(_join(where, "spn"), "expected SERVICE/host, e.g. HTTP/ls01.corp.example.com")
-    keytab = r.value(k, where, "keytab", _str, None)
-    if keytab is not None:
-        keytab_path = r.base_dir / keytab.removeprefix("FILE:")
-        if not keytab_path.is_file():
-            r.problem(_join(where, "keytab"), f"{keytab_path} does not exist")
-        keytab = str(keytab_path)
-    ccache = r.value(k, where, "ccache", _str, None)
-    sources = [name for name, set_ in (("password_file/password_env", password is not None),
-                                       ("kerberos.keytab", keytab is not None),
-                                       ("kerberos.ccache", ccache is not None)) if set_]
-    if len(sources) > 1:
-        r.problem(path, f"auth kerberos takes one credential source, got {' and '.join(sources)}")
-    username = m.get("username")
-    if (password is not None or keytab is not None) and not username:
-        r.problem(_join(path, "username"), "required for auth kerberos with a password or keytab "
-                                           "(the client principal, user or user@REALM)")
-    return KerberosConfig(realm=realm, spn=spn, keytab=keytab, ccache=ccache)
-
-
-_HTTPS_URL = re.compile(r"^https://[^/\s?#@]+/?$")
-_HTTPS_BASE_URL = re.compile(r"^https://[^/\s?#@]+(/[^\s?#]*)?$")
-
-
-def _https_host_url(value: object) -> str:
-    """``https://host[:port]``: where credentials go, so plain http is refused."""
-    text = _str(value).strip()
-    if not _HTTPS_URL.match(text):
-        raise ValueError(f"expected https://host[:port] (no path), got {text!r}")
-    return text.rstrip("/")
-
-
-def _https_base_url(value: object) -> str:
-    text = _str(value).strip()
-    if not _HTTPS_BASE_URL.match(text):
-        raise ValueError(f"expected an https:// URL, got {text!r}")
-    return text.rstrip("/")
-
-
-def _url_path(value: object) -> str:
-    if value == "":
-        return ""
-    text = _str(value).strip()
-    if not text.startswith("/") or any(c.isspace() or c in "?#" for c in text):
-        raise ValueError(f"expected a path starting with '/', got {text!r}")
-    return text.rstrip("/")
-
-
-def _controller(r: Reader, raw: object, path: str) -> ControllerConfig:
-    m = r.mapping(
-        raw,
-        path,
-        {
-            "username", "password", "password_file", "password_env", "tls", "base_path",
-            "license_overview_path", "cache_interval", "max_response_bytes",
-        },
-    )
-    password = r.secret(m, path, "password")
-    if password is None and not r.problems_for(path):
-        r.problem(path, "the controller API needs password_file or password_env")
-    return ControllerConfig(
-        username=r.value(m, path, "username", _str),
-        password=password,
-        tls=_tls(r, m.get("tls"), _join(path, "tls"), TLSConfig()),
-        base_path=r.value(m, path, "base_path", _url_path, "/cvad/manage"),
-        license_overview_path=r.value(
-            m, path, "license_overview_path", _url_path, "/Licensing/LicenseOverview"
-        ),
-        cache_interval=r.value(m, path, "cache_interval", parse_duration, 60.0),
-        max_response_bytes=r.value(m, path, "max_response_bytes", _positive_int, 4 * 1024 * 1024),
-    )
-
-
-def _cloud(r: Reader, raw: object, path: str) -> CloudConfig:
-    m = r.mapping(
-        raw,
-        path,
-        {
-            "customer_id", "client_id", "client_id_file", "client_id_env", "client_secret",
-            "client_secret_file", "client_secret_env", "trust_url", "licensing_url", "tls",
-            "cache_interval", "max_response_bytes",
-        },
-    )
-    before = len(r.problems)
-    client_id = r.secret(m, path, "client_id")
-    client_secret = r.secret(m, path, "client_secret")
-    reported = " ".join(key for key, _ in r.problems[before:])
-    for key, value in (("client_id", client_id), ("client_secret", client_secret)):
-        if value is None and _join(path, key) not in reported:
-            r.problem(path, f"Citrix Cloud API access needs {key}_file or {key}_env")
-    customer_id: str = r.value(m, path, "customer_id", _str)
-    if customer_id is not None and not re.match(r"^[A-Za-z0-9_.-]{1,128}$", customer_id):
-        r.problem(_join(path, "customer_id"), "expected the Citrix Cloud customer ID (letters, "
-                  "digits, '.', '_', '-')")
-    return CloudConfig(
-        customer_id=customer_id,
-        client_id=client_id,
-        client_secret=client_secret,
-        trust_url=r.value(
-            m, path, "trust_url", _https_base_url, "https://trust.citrixworkspacesapi.net"
-        ),
-        licensing_url=r.value(
-            m, path, "licensing_url", _https_base_url, "https://licensing.citrixworkspacesapi.net"
-        ),
-        tls=_tls(r, m.get("tls"), _join(path, "tls"), TLSConfig()),
-        cache_interval=r.value(m, path, "cache_interval", _positive_duration, 900.0),
-        max_response_bytes=r.value(m, path, "max_response_bytes", _positive_int, 8 * 1024 * 1024),
-    )
-
-
-
-def _module(r: Reader, name: str, raw: object, path: str) -> ModuleConfig:
-    allowed = {"timeout", "collectors", "primary", "allow_unlisted_targets", "probe", "winrm",
-               "controller", "cloud"}
-    m = r.mapping(raw, path, allowed)
-    collectors: tuple[str, ...] = ("probe",)
-    if "collectors" in m:
-        raw_list = m["collectors"]
-        if not isinstance(raw_list, list) or not raw_list:
-            r.problem(_join(path, "collectors"), "expected a non-empty list of collector names")
-        else:
-            for i, item in enumerate(raw_list):
-                if item not in COLLECTORS:
-                    r.problem(
-                        _join(_join(path, "collectors"), i),
-                        f"unknown collector {item!r} (known: {', '.join(COLLECTORS)})",
-                    )
-            if len(set(raw_list)) != len(raw_list):
-                r.problem(_join(path, "collectors"), "lists a collector twice")
-            collectors = tuple(str(c) for c in raw_list if c in COLLECTORS) or ("probe",)
-    primary = r.value(m, path, "primary", _str, collectors[0])
-    if primary not in collectors:
-        r.problem(_join(path, "primary"), f"{primary!r} is not in this module's collectors")
-    winrm = _winrm(r, m["winrm"], _join(path, "winrm")) if "winrm" in m else None
-    if "winrm" in collectors and winrm is None:
-        r.problem(path, "collector winrm is enabled but the module has no winrm section")
-    controller = (
-        _controller(r, m["controller"], _join(path, "controller")) if "controller" in m else None
-    )
-    if "controller" in collectors and controller is None:
-        r.problem(path, "collector controller is enabled but the module has no controller section")
-    cloud = _cloud(r, m["cloud"], _join(path, "cloud")) if "cloud" in m else None
-    if "cloud" in collectors and cloud is None:
-        r.problem(path, "collector cloud is enabled but the module has no cloud section")
-    return ModuleConfig(
-        name=name,
-        timeout=r.value(m, path, "timeout", _positive_duration, 10.0),
-        collectors=collectors,
-        primary=primary,
-        allow_unlisted_targets=r.value(m, path, "allow_unlisted_targets", _bool, False),
-        probe=_probe(r, m.get("probe"), _join(path, "probe")),
-        winrm=winrm,
-        controller=controller,
-        cloud=cloud,
-    )
-
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-
-
-def _target(
-    r: Reader, raw: object, path: str, modules: Mapping[str, ModuleConfig]
-) -> TargetConfig | None:
-    allowed = {"name", "address", "module", "telemetry", "ports", "winrm_url", "controllers",
-               "site", "cloud_fqdn"}
-    m = r.mapping(raw, path, allowed)
-    if not m:
-        if raw is not None and not isinstance(raw, dict):
-            return None
-        r.problem(path, "a target needs at least name and address")
-        return None
-    # None when the value was missing or invalid (already recorded as a problem).
-    name: str | None = r.value(m, path, "name", _str)
-    if name is not None and not _NAME.match(name):
-        r.problem(_join(path, "name"), "use letters, digits, '.', '_', ':' or '-' (max 128)")
-    address: str | None = r.value(m, path, "address", _str)
-    module = r.value(m, path, "module", _str, "default")
-    if module not in modules:
-        r.problem(_join(path, "module"), f"no module named {module!r}")
-    winrm_url = r.value(m, path, "winrm_url", _str, None)
-    if winrm_url is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", winrm_url):
-        r.problem(_join(path, "winrm_url"), "expected http(s)://host:port/wsman")
-    controllers: list[str] = []
-    if m.get("controllers") is not None:
-        raw_controllers = m["controllers"]
-        cpath = _join(path, "controllers")
-        if not isinstance(raw_controllers, list) or not raw_controllers:
-            r.problem(cpath, "expected a non-empty list of https://host[:port] URLs")
-        else:
-            for i, item in enumerate(raw_controllers):
-                try:
-                    controllers.append(_https_host_url(item))
-                except ValueError as exc:
-                    r.problem(_join(cpath, i), str(exc))
-    site = r.value(m, path, "site", _str, None)
-    cloud_fqdn = r.value(m, path, "cloud_fqdn", _str, None)
-    target_module = modules.get(module)
-    if (
-        target_module is not None
-        and "controller" in target_module.collectors
-        and not controllers
-        and not r.problems_for(_join(path, "controllers"))
-    ):
-        r.problem(path, f"module {module!r} runs the controller collector: list the site's "
-                  "Delivery Controllers under controllers")
-    if name is None or address is None:
-        return None
-    return TargetConfig(
-        name=name,
-        address=address,
-        module=module,
-        telemetry=r.value(m, path, "telemetry", _choice("automatic", "manual"), "automatic"),
-        ports=_ports(r, m.get("ports"), _join(path, "ports")),
-        winrm_url=winrm_url,
-        controllers=tuple(controllers),
-        site=site,
-        cloud_fqdn=cloud_fqdn.strip().rstrip(".").lower() if cloud_fqdn else None,
-    )
-
-
-def _policy(r: Reader, raw: object, path: str) -> PolicyConfig:
-    m = r.mapping(
-        raw, path, {"six_month_rule", "months", "minimum_builds", "six_month_rule_from_build"}
-    )
-    minimum: tuple[MinimumBuild, ...] = DEFAULT_MINIMUM_BUILDS
-    if "minimum_builds" in m:
-        items = m["minimum_builds"]
-        if not isinstance(items, list):
-            r.problem(_join(path, "minimum_builds"), "expected a list")
-        else:
-            built = []
-            for i, item in enumerate(items):
-                ipath = _join(_join(path, "minimum_builds"), i)
-                im = r.mapping(item, ipath, {"name", "build", "deadline", "telemetry"})
-                build = r.value(im, ipath, "build", _positive_int)
-                deadline = r.value(im, ipath, "deadline", _date)
-                rule = r.value(im, ipath, "name", _str, f"minimum_build_{build}")
-                # telemetry: manual limits the rule to targets that report by hand.
-                only = r.value(im, ipath, "telemetry", _choice("manual"), None)
-                if build is not None and deadline is not None:
-                    built.append(
-                        MinimumBuild(name=rule, build=build, deadline=deadline, telemetry=only)
-                    )
-            minimum = tuple(built)
-    return PolicyConfig(
-        six_month_rule=r.value(m, path, "six_month_rule", _bool, True),
-        months=r.value(m, path, "months", _positive_int, 6),
-        minimum_builds=minimum,
-        six_month_rule_from_build=r.value(
-            m, path, "six_month_rule_from_build", _non_negative_int,
-            PolicyConfig().six_month_rule_from_build,
-        ),
-    )
-
-
-def _catalog_source(r: Reader, raw: object, path: str) -> CatalogSource | None:
-    m = r.mapping(raw, path, {"url", "file", "ca_file", "citrix_feed"})
-    if not m:
-        if isinstance(raw, dict) or raw is None:
-            r.problem(
-                path, "expected a mapping with url or citrix_feed (and optional ca_file) or file"
-            )
-        return None
-    url = r.value(m, path, "url", _str, None)
-    feed = r.value(m, path, "citrix_feed", _str, None)
-    file = r.value(m, path, "file", _str, None)
-    ca_file = r.value(m, path, "ca_file", _str, None)
-    if sum(v is not None for v in (url, feed, file)) != 1:
-        if not r.problems_for(path):
-            r.problem(path, "give exactly one of url, citrix_feed or file")
-        return None
-    kind: Literal["catalog", "citrix_feed"] = "catalog"
-    if feed is not None:
-        url, kind = feed, "citrix_feed"
-    if url is not None:
-        try:
-            parts = urlsplit(url)
-            valid = parts.scheme == "https" and bool(parts.hostname) and parts.port != 0
-        except ValueError:
-            valid = False
-        if not valid or len(url) > 2000 or any(c.isspace() for c in url):
-            key = "citrix_feed" if kind == "citrix_feed" else "url"
-            r.problem(_join(path, key), f"expected an https:// URL, got {redact_url(url)!r}")
-            return None
-        if ca_file is not None:
-            ca_path = r.base_dir / ca_file
-            if not ca_path.is_file():
-                r.problem(_join(path, "ca_file"), f"{ca_path} does not exist")
-            ca_file = str(ca_path)
-        return CatalogSource(url=url, ca_file=ca_file, format=kind)
-    if ca_file is not None:
-        r.problem(_join(path, "ca_file"), "only a url or citrix_feed source takes a ca_file")
-    return CatalogSource(file=str((r.base_dir / str(file)).resolve()))
-
-
-def _max_bytes(value: object) -> int:
-    size = _positive_int(value)
-    if size > CATALOG_MAX_BYTES_LIMIT:
-        raise ValueError(f"at most {CATALOG_MAX_BYTES_LIMIT} bytes")
-    return size
-
-
-def _refresh_interval(value: object) -> float:
-    seconds = parse_duration(value)
-    if seconds < CATALOG_MIN_REFRESH_INTERVAL:
-        raise ValueError("must be at least 1s")
-    return seconds
-
-
-def _catalog(r: Reader, raw: object, path: str) -> CatalogConfig:
-    m = r.mapping(raw, path, {"releases", "sources", "refresh_interval", "max_bytes", "timeout"})
-    releases: list[Release] = []
-    if "releases" in m:
-        releases, problems = parse_releases(
-            m["releases"], origin="config", path=_join(path, "releases")
-        )
-        for key, reason in problems:
-            r.problem(key, reason)
-    sources: list[CatalogSource] = []
-    raw_sources = m.get("sources")
-    if raw_sources is not None and not isinstance(raw_sources, list):
-        r.problem(_join(path, "sources"), f"expected a list, got {_kind(raw_sources)}")
-    elif raw_sources is not None:
-        seen: dict[str, int] = {}
-        for i, item in enumerate(raw_sources):
-            ipath = _join(_join(path, "sources"), i)
-            source = _catalog_source(r, item, ipath)
-            if source is None:
-                continue
-            if source.label in seen:
-                r.problem(
-                    ipath,
-                    f"source {source.label!r} is listed twice "
-                    f"(also {path}.sources[{seen[source.label]}])",
+    def resolve(
+        self, name: str, module_name: str | None
+    ) -> tuple[TargetConfig, ModuleConfig] | str:
+        """The target and module a ``/probe?target=&module=`` request names, or why not.
+
+        Credentials go only where the configuration sends them: a module that sends
+        credentials is used for a configured target only when it is the target's own module
+        or listed in its ``allowed_modules``, and for an unlisted target only when the module
+        sets ``allow_unlisted_targets``.
+        """
+        if module_name is not None and module_name not in self.modules:
+            return f"unknown module {module_name!r}"
+        target = self.find_target(name)
+        if target is None:
+            if module_name is None:
+                return f"target {name!r} is not configured; name a configured target or a module"
+            module = self.modules[module_name]
+            if not module.allow_unlisted_targets:
+                return (
+                    f"target {name!r} is not configured and module {module_name!r} does not set "
+                    "allow_unlisted_targets (credentials are only sent to configured targets)"
                 )
+            try:
+                address = _address(name)
+            except ValueError:
+                return f"target {name!r} is not a host name or address"
+            # Not validated as a configured target's name: any host name or address is one.
+            unlisted = TargetConfig.model_construct(name=address, address=address,
+                                                    module=module_name)
+            return unlisted, module
+        module = self.modules[module_name or target.module]
+        if (
+            module.name != target.module
+            and module.sends_credentials
+            and module.name not in target.allowed_modules
+        ):
+            return (
+                f"module {module.name!r} sends credentials and target {target.name!r} is "
+                f"configured with module {target.module!r}; list {module.name!r} under the "
+                "target's allowed_modules to allow it"
+            )
+        return target, module
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a file
+
+
+def _prepass(
+    raw: dict[str, Any], problems: list[Problem], doc: yamlsource.Document, base_dir: Path
+) -> dict[str, Any]:
+    """What pydantic cannot see per field: names of modules for the targets' checks, duplicate
+    target names, and the catalog entries (validated by the catalog's own rules)."""
+    raw = dict(raw)
+    modules = raw.get("modules")
+    if isinstance(modules, dict):
+        raw["modules"] = {
+            name: ({**value, "__name__": name} if isinstance(value, dict) else
+                   {"__name__": name} if value is None else value)
+            for name, value in modules.items()
+        }
+    targets = raw.get("targets")
+    if targets is None and "targets" in raw:
+        raw["targets"] = ()
+    elif isinstance(targets, list):
+        seen: dict[str, int] = {}
+        for i, item in enumerate(targets):
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str):
                 continue
-            seen[source.label] = i
-            sources.append(source)
-    return CatalogConfig(
-        releases=tuple(releases),
-        sources=tuple(sources),
-        refresh_interval=r.value(
-            m, path, "refresh_interval", _refresh_interval, CATALOG_REFRESH_INTERVAL
-        ),
-        max_bytes=r.value(m, path, "max_bytes", _max_bytes, CATALOG_MAX_BYTES),
-        timeout=r.value(m, path, "timeout", _positive_duration, CATALOG_TIMEOUT),
-    )
+            if name in seen:
+                problems.append(Problem(
+                    f"targets[{i}].name", f"duplicate target name {name!r} (also "
+                    f"targets[{seen[name]}])", doc.line(("targets", i, "name")),
+                ))
+            else:
+                seen[name] = i
+    catalog = raw.get("catalog")
+    if isinstance(catalog, dict) and "releases" in catalog:
+        releases, found = parse_releases(
+            catalog["releases"], origin="config", path="catalog.releases"
+        )
+        problems.extend(Problem(key, reason, doc.line(_split(key))) for key, reason in found)
+        raw["catalog"] = {**catalog, "releases": tuple(releases)}
+    if isinstance(catalog, dict) and isinstance(catalog.get("sources"), list):
+        labels: dict[str, int] = {}
+        for i, item in enumerate(catalog["sources"]):
+            if not isinstance(item, dict):
+                continue
+            url, file = item.get("url") or item.get("citrix_feed"), item.get("file")
+            label = redact_url(url) if isinstance(url, str) else \
+                str(Path(base_dir, file).resolve()) if isinstance(file, str) else None
+            if label is None:
+                continue
+            if label in labels:
+                problems.append(Problem(
+                    f"catalog.sources[{i}]",
+                    f"source {label!r} is listed twice (also catalog.sources[{labels[label]}])",
+                    doc.line(("catalog", "sources", i)),
+                ))
+            else:
+                labels[label] = i
+    if catalog is None and "catalog" in raw:
+        raw.pop("catalog")
+    if raw.get("policy") is None:
+        raw.pop("policy", None)
+    return raw
+
+
+def _split(key: str) -> tuple[str | int, ...]:
+    out: list[str | int] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+        out.append(int(part[1:-1]) if part.startswith("[") else part)
+    return tuple(out)
 
 
 def parse_config(
     text: str, path: str, *, base_dir: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Config:
     """Parse a whole configuration document; raise ConfigError listing every problem."""
-    r = Reader(base_dir or Path(path).resolve().parent, environ)
+    doc = yamlsource.load(text)
+    if doc.problems:
+        raise ConfigError(path, doc.problems)
+    raw = {} if doc.data is None else doc.data
+    if not isinstance(raw, dict):
+        raise ConfigError(path, [Problem("", f"expected a mapping, got {kind(raw)}")])
+    problems: list[Problem] = []
+    base_dir = base_dir or Path(path).resolve().parent
+    raw = _prepass(raw, problems, doc, base_dir)
+    found = raw.get("modules")
+    raw_modules: dict[Any, Any] = found if isinstance(found, dict) else {}
+    context = {
+        "base_dir": base_dir,
+        "environ": os.environ if environ is None else environ,
+        "module_names": set(raw_modules),
+        "module_collectors": {
+            name: tuple(m.get("collectors") or ("probe",))
+            if isinstance(m, dict) and isinstance(m.get("collectors") or (), list | tuple)
+            else ()
+            for name, m in raw_modules.items()
+        },
+    }
+    config: Config | None = None
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(path, [(where, f"invalid YAML: {problem}")]) from None
-    if raw is None:
-        raw = {}
-    allowed = {"modules", "targets", "policy", "catalog"}
-    top = r.mapping(raw, "", allowed)
-    modules: dict[str, ModuleConfig] = {}
-    raw_modules = r.mapping(top.get("modules"), "modules")
-    if not raw_modules and not r.problems_for("modules"):
-        r.problem("modules", "at least one module is required")
-    for name, module_raw in raw_modules.items():
-        if isinstance(name, str):
-            modules[name] = _module(r, name, module_raw, _join("modules", name))
-    targets: list[TargetConfig] = []
-    raw_targets = top.get("targets", [])
-    if raw_targets is None:
-        raw_targets = []
-    if not isinstance(raw_targets, list):
-        r.problem("targets", f"expected a list, got {_kind(raw_targets)}")
-        raw_targets = []
-    seen: dict[str, int] = {}
-    for i, item in enumerate(raw_targets):
-        target = _target(r, item, _join("targets", i), modules)
-        if target is None:
-            continue
-        if target.name in seen:
-            r.problem(
-                _join(_join("targets", i), "name"),
-                f"duplicate target name {target.name!r} (also targets[{seen[target.name]}])",
-            )
-            continue
-        seen[target.name] = i
-        targets.append(target)
-    config = Config(
-        path=path,
-        modules=modules,
-        targets=tuple(targets),
-        policy=_policy(r, top.get("policy"), "policy"),
-        catalog=_catalog(r, top.get("catalog"), "catalog"),
-    )
-    if r.problems:
-        raise ConfigError(path, r.problems)
+        config = Config.model_validate({**raw, "path": path}, context=context)
+    except ValidationError as exc:
+        problems.extend(from_validation_error(exc, Config, doc))
+    if "modules" not in raw or raw.get("modules") is None:
+        problems = [p for p in problems if p.key != "modules"]
+        problems.insert(0, Problem("modules", "at least one module is required"))
+    if problems or config is None:
+        raise ConfigError(path, problems)
     return config
 
 

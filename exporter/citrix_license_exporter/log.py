@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from .config import redact
+from .redaction import redact
 
 LEVELS = ("debug", "info", "warn", "error")
 

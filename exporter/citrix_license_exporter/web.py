@@ -177,23 +177,10 @@ def resolve_target(
     if len(module_names) > 1:
         return "at most one 'module' parameter is allowed"
     module_name = module_names[0] if module_names else None
-    if module_name is not None and module_name not in config.modules:
-        return f"unknown module {module_name!r}"
-    target = config.find_target(name)
-    if target is None:
-        if module_name is None:
-            return f"target {name!r} is not configured; name a configured target or a module"
-        module = config.modules[module_name]
-        if not module.allow_unlisted_targets:
-            return (
-                f"target {name!r} is not configured and module {module_name!r} does not set "
-                "allow_unlisted_targets (credentials are only sent to configured targets)"
-            )
-        if not valid_host_name(name):
-            return f"target {name[:100]!r} is not a host name or address"
-        return TargetConfig(name=name, address=name, module=module_name), module
-    module = config.modules[module_name or target.module]
-    return target, module
+    if config.find_target(name) is None and not valid_host_name(name):
+        return f"target {name[:100]!r} is not a host name or address"
+    # Which module's credentials may go to which target is the config's rule.
+    return config.resolve(name, module_name)
 
 
 def probe_seconds(module: ModuleConfig, headers: CIMultiDictProxy[str]) -> float:
@@ -485,10 +472,11 @@ class ExporterServer:
             log.debug("basic authentication missing", extra={"fields": {"client": client}})
             return False
         user, password = credentials
-        loop = asyncio.get_running_loop()
-        # bcrypt costs milliseconds to seconds: off the loop, in a small pool.
-        ok = await loop.run_in_executor(self._bcrypt, guard.check_password, users, user,
-                                        password)
+        ok = guard.lookup(user, password)  # a cached answer costs no bcrypt
+        if ok is None:
+            # bcrypt costs milliseconds to seconds: off the loop, in a small pool.
+            loop = asyncio.get_running_loop()
+            ok = await loop.run_in_executor(self._bcrypt, guard.check, user, password)
         if not ok:
             log.debug(
                 "basic authentication failed",

@@ -390,8 +390,18 @@ def test_document_invalid_yaml_names_the_line() -> None:
 
 
 def test_document_impossible_yaml_date() -> None:
+    # Issue 17 item 5: reported at its key like any bad date (it used to fail the whole load
+    # as "invalid YAML value", hiding every other problem).
     (problem,) = _problems(GOOD.replace("2026-03-16", "2026-02-30"))
-    assert "invalid YAML value" in problem[1]
+    assert problem == ("releases[0].released_by",
+                       "expected a date YYYY-MM-DD between 1990-01-01 and 2999-12-31")
+
+
+def test_document_key_given_twice_is_refused() -> None:
+    (problem,) = _problems(GOOD.replace("    source: LAS docs\n",
+                                        "    source: LAS docs\n    build: 53200\n"))
+    assert problem == ("releases[0].build",
+                       "key given twice, on lines 5 and 8; keep one of them")
 
 
 def test_document_python_tags_are_refused() -> None:

@@ -350,6 +350,36 @@ def test_check_through_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "releases: required" in capsys.readouterr().err
 
 
+def test_check_lists_every_problem_around_a_bad_date(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17 item 5: an impossible date (unquoted, so YAML reads it as a date) is named by
+    its key path, and the other problems of the file are still listed."""
+    path = tmp_path / "c.yaml"
+    path.write_text(textwrap.dedent("""\
+        schema_version: 1
+        generated: 2026-11-28
+        releases:
+          - {version: "11.17.2.0", build: 53100, released_by: 2026-02-30, source: LAS docs}
+          - {version: "11.17.2.0", build: 0, released: 2026-08-17, source: downloads}
+          - {version: 11.17, build: 56300, released: 2026-09-01, source: downloads}
+          - {version: "11.17.2.0", build: 56400, released: 2026-09-31, source: ""}
+          - {version: "11.17.2.0", build: 56500, released: 2026-10-01, sources: x}
+        """))
+    assert main(["catalog", "check", str(path)]) == 1
+    err = capsys.readouterr().err
+    for line in (
+        "releases[0].released_by: expected a date YYYY-MM-DD",
+        "releases[1].build: expected a positive whole number",
+        "releases[2].version: expected a quoted string",
+        "releases[3].released: expected a date YYYY-MM-DD",
+        "releases[3].source: required",
+        "releases[4].sources: unknown key",
+        "INVALID (7 problem(s))",
+    ):
+        assert line in err, (line, err)
+
+
 # --------------------------------------------------------------------------- catalog show
 
 #: Worked out by hand (see the comment table in tests/unit/test_policy.py and docs/catalog.md):

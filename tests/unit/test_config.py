@@ -80,7 +80,7 @@ def test_unknown_key_is_named_with_its_path(tmp_path: Path) -> None:
 def test_bad_duration(tmp_path: Path) -> None:
     lines = problems("modules:\n  default:\n    timeout: soon\n", tmp_path)
     assert lines == ["cfg.yml: modules.default.timeout: 'soon' is not a duration such as "
-                     "10s, 15m or 24h"]
+                     "10s, 15m or 24h (line 3)"]
 
 
 def test_unknown_collector(tmp_path: Path) -> None:
@@ -91,7 +91,7 @@ def test_unknown_collector(tmp_path: Path) -> None:
 def test_primary_must_be_a_listed_collector(tmp_path: Path) -> None:
     lines = problems("modules:\n  default:\n    primary: winrm\n", tmp_path)
     assert lines == ["cfg.yml: modules.default.primary: 'winrm' is not in this module's "
-                     "collectors"]
+                     "collectors (line 3)"]
 
 
 def test_target_needs_address_and_known_module(tmp_path: Path) -> None:
@@ -99,8 +99,8 @@ def test_target_needs_address_and_known_module(tmp_path: Path) -> None:
         "modules: {default: {}}\ntargets:\n  - name: a\n  - {name: b, address: x, module: nope}\n",
         tmp_path,
     )
-    assert "cfg.yml: targets[0].address: required" in lines
-    assert "cfg.yml: targets[1].module: no module named 'nope'" in lines
+    assert "cfg.yml: targets[0].address: required (line 3)" in lines
+    assert "cfg.yml: targets[1].module: no module named 'nope' (line 4)" in lines
 
 
 def test_duplicate_target_names(tmp_path: Path) -> None:
@@ -108,7 +108,9 @@ def test_duplicate_target_names(tmp_path: Path) -> None:
         "modules: {default: {}}\ntargets:\n  - {name: a, address: x}\n  - {name: a, address: y}\n",
         tmp_path,
     )
-    assert lines == ["cfg.yml: targets[1].name: duplicate target name 'a' (also targets[0])"]
+    assert lines == [
+        "cfg.yml: targets[1].name: duplicate target name 'a' (also targets[0]) (line 4)"
+    ]
 
 
 def test_inline_password_refused_without_echoing_it(tmp_path: Path) -> None:
@@ -133,8 +135,10 @@ def test_password_file_missing(tmp_path: Path) -> None:
 
 def test_password_env_unset_and_set(tmp_path: Path) -> None:
     text = "modules:\n  w:\n    collectors: [winrm]\n    winrm: {username: u, password_env: PW}\n"
+    # The variable's name is not echoed: it may be the password, typed there by mistake.
     assert problems(text, tmp_path) == [
-        "cfg.yml: modules.w.winrm.password_env: environment variable PW is not set"
+        "cfg.yml: modules.w.winrm.password_env: the environment variable named under "
+        "password_env is not set (or empty) (line 4)"
     ]
     config = parse_config(text, "cfg.yml", base_dir=tmp_path, environ={"PW": "from-env"})
     winrm = config.modules["w"].winrm
@@ -152,7 +156,7 @@ def test_basic_over_http_needs_explicit_permission(tmp_path: Path) -> None:
 def test_enabled_collector_needs_its_section(tmp_path: Path) -> None:
     lines = problems("modules:\n  w:\n    collectors: [winrm]\n", tmp_path)
     assert lines == ["cfg.yml: modules.w: collector winrm is enabled but the module has no "
-                     "winrm section"]
+                     "winrm section (line 2)"]
 
 
 def test_wrong_types(tmp_path: Path) -> None:
@@ -162,10 +166,10 @@ def test_wrong_types(tmp_path: Path) -> None:
         tmp_path,
     )
     assert "cfg.yml: modules.d.probe.ports.license_manager: expected a port number 1-65535, " \
-           "got 70000" in lines
+           "got 70000 (line 3)" in lines
     assert "cfg.yml: modules.d.allow_unlisted_targets: expected true or false, got " \
-           "'yes please'" in lines
-    assert "cfg.yml: targets: expected a list, got a mapping" in lines
+           "'yes please' (line 4)" in lines
+    assert "cfg.yml: targets: expected a list, got a mapping (line 5)" in lines
 
 
 def test_no_modules(tmp_path: Path) -> None:

@@ -137,7 +137,8 @@ def test_every_problem_is_listed_with_its_key_path(tmp_path: Path) -> None:
         "modules.site.controller.tls.ca_file:",
         "modules.site.controller.base_path: expected a path starting with '/'",
         "modules.cloud.cloud.client_id: inline secrets are not accepted",
-        "modules.cloud.cloud.client_secret_env: environment variable NOPE is not set",
+        "modules.cloud.cloud.client_secret_env: the environment variable named under "
+        "client_secret_env is not set",
         "modules.cloud.cloud.customer_id: expected the Citrix Cloud customer ID",
         "modules.cloud.cloud.trust_url: expected an https:// URL",
         "modules.cloud.cloud.cache_interval: must be greater than zero",
@@ -170,8 +171,8 @@ def test_credentials_are_required(tmp_path: Path) -> None:
         tmp_path,
     )
     assert "cfg.yml: modules.site.controller: the controller API needs password_file or " \
-           "password_env" in lines
+           "password_env (line 5)" in lines
     assert "cfg.yml: modules.cloud.cloud: Citrix Cloud API access needs client_id_file or " \
-           "client_id_env" in lines
+           "client_id_env (line 8)" in lines
     assert "cfg.yml: modules.cloud.cloud: Citrix Cloud API access needs client_secret_file " \
-           "or client_secret_env" in lines
+           "or client_secret_env (line 8)" in lines

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from citrix_license_exporter import webconfig
+from citrix_license_exporter import webauth, webconfig
 from citrix_license_exporter.app import ExporterState
 from citrix_license_exporter.web import ExporterServer
 from citrix_license_exporter.webconfig import (
@@ -443,7 +443,7 @@ def test_successful_checks_are_cached(
         calls.append(1)
         return real(password, hashed_password)
 
-    monkeypatch.setattr(webconfig.bcrypt, "checkpw", counting)
+    monkeypatch.setattr(webauth.bcrypt, "checkpw", counting)
     start = time.monotonic()
     assert running.get(auth=("u", "pw")).status_code == 200
     first = time.monotonic() - start
@@ -547,3 +547,113 @@ def test_kept_alive_tls_connection_answers_without_delay(tmp_path: Path, pki, se
             took.append(time.monotonic() - start)
     took.sort()
     assert took[len(took) // 2] < 0.02, took
+
+
+# ---------------------------------------------------------------------------------------------
+# Half-written files and concurrent checks (issue 16 #12, #9)
+
+
+@pytest.mark.parametrize(
+    "half_written",
+    ["basic_auth_users:\n", "basic_auth_users:\n# being edited\n",
+     "http_server_config:\n  headers: {X-Frame-Options: deny}\n"],
+)
+def test_a_half_written_file_does_not_turn_basic_auth_off(
+    tmp_path: Path, serve, caplog: pytest.LogCaptureFixture, half_written: str
+) -> None:
+    path = write(tmp_path / "web.yml", f"basic_auth_users: {{u: '{FAST}'}}\n")
+    running = serve(path, scheme="http")
+    caplog.set_level(logging.ERROR, logger="citrix_license_exporter")
+    write(path, half_written)
+    assert running.get().status_code == 401  # auth stays on
+    assert running.get(auth=("u", "s3cret-pw")).status_code == 200
+    failures = [r for r in caplog.records if "web config reload failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert "basic auth stays on" in failures[0].fields["reason"]  # type: ignore[attr-defined]
+    write(path, "basic_auth_users: {}\n")  # complete, valid, and says so
+    assert running.get().status_code == 200
+
+
+def test_web_config_yaml_problems_name_the_line_and_duplicates(tmp_path: Path) -> None:
+    path = write(tmp_path / "web.yml", f"basic_auth_users:\n  u: '{FAST}'\n  u: hunter2-dup\n")
+    with pytest.raises(WebConfigError) as info:
+        load_web_config(str(path))
+    assert info.value.problems == [
+        "basic_auth_users.u: key given twice, on lines 2 and 3; keep one of them"
+    ]
+    assert "hunter2" not in str(info.value)
+    path = write(tmp_path / "web.yml", "tls_server_config:\n  cert_file: [a\n  key_file: b\n")
+    with pytest.raises(WebConfigError) as info:
+        load_web_config(str(path))
+    assert info.value.problems == ["line 2: invalid YAML"]
+
+
+def test_a_correct_password_is_accepted_while_64_wrong_ones_are_being_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No lock is held while bcrypt runs: 64 wrong-password checks stuck inside bcrypt do not
+    delay a correct one (with one lock for every uncached check, it would wait for all)."""
+    hashed = bcrypt.hashpw(b"right-pw", bcrypt.gensalt(rounds=4))
+    auth = webauth.BasicAuth({"prometheus": hashed})
+    real = bcrypt.checkpw
+    inside = threading.Semaphore(0)
+    release = threading.Event()
+
+    def slow_when_wrong(password: bytes, hashed_password: bytes) -> bool:
+        if password != b"right-pw":
+            inside.release()
+            release.wait()
+        return real(password, hashed_password)
+
+    monkeypatch.setattr(webauth.bcrypt, "checkpw", slow_when_wrong)
+    wrong = [threading.Thread(target=auth.check, args=("prometheus", f"wrong-{i}".encode()))
+             for i in range(64)]
+    for thread in wrong:
+        thread.start()
+    try:
+        for _ in range(64):
+            assert inside.acquire(timeout=60), "a wrong-password check never reached bcrypt"
+        result: list[bool] = []
+        correct = threading.Thread(target=lambda: result.append(
+            auth.check("prometheus", b"right-pw")))
+        correct.start()
+        correct.join(timeout=60)
+        assert result == [True], "the correct password waited for the wrong ones"
+        assert all(thread.is_alive() for thread in wrong)  # they really were still running
+    finally:
+        release.set()
+        for thread in wrong:
+            thread.join()
+    # The good answer is cached; a wrong one is remembered without its password.
+    assert auth.lookup("prometheus", b"right-pw") is True
+    assert auth.lookup("prometheus", b"wrong-3") is False
+    assert auth.lookup("prometheus", b"never-tried") is None
+
+
+def test_identical_checks_at_once_share_one_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4))
+    auth = webauth.BasicAuth({"u": hashed})
+    real = bcrypt.checkpw
+    calls: list[bytes] = []
+    entered = threading.Event()
+    release = threading.Event()
+
+    def counting(password: bytes, hashed_password: bytes) -> bool:
+        calls.append(password)
+        entered.set()
+        release.wait()
+        return real(password, hashed_password)
+
+    monkeypatch.setattr(webauth.bcrypt, "checkpw", counting)
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(auth.check("u", b"bad")))
+               for _ in range(16)]
+    threads[0].start()
+    assert entered.wait(60)
+    for thread in threads[1:]:
+        thread.start()
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert results == [False] * 16
+    assert len(calls) == 1, calls  # the others waited for it (or found it remembered)

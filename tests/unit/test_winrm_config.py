@@ -11,7 +11,7 @@ def test_ntlm_needs_a_username() -> None:
     text = "modules:\n  w:\n    collectors: [winrm]\n    winrm: {password_env: PW}\n"
     with pytest.raises(ConfigError) as info:
         parse_config(text, "c.yml", environ={"PW": "x"})
-    assert "c.yml: modules.w.winrm.username: required for auth ntlm" in info.value.lines()
+    assert "c.yml: modules.w.winrm.username: required for auth ntlm (line 4)" in info.value.lines()
 
 
 def test_kerberos_may_use_the_credential_cache() -> None:
@@ -54,4 +54,4 @@ def test_bad_service_list_and_overdraft_flag_name_the_key() -> None:
     assert any(line.startswith("c.yml: modules.w.winrm.services: [1]: expected a service name")
                for line in lines), lines
     assert "c.yml: modules.w.winrm.count_includes_overdraft: expected true or false, got " \
-           "'maybe'" in lines
+           "'maybe' (line 6)" in lines

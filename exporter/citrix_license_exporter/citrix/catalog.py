@@ -19,10 +19,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from importlib import resources
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
-import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from ..settings import yamlsource
+from ..settings.problems import Section, Several, from_validation_error, refusal
 from .versions import LicenseServerVersion, VersionParseError
 
 SCHEMA_VERSION = 1
@@ -233,6 +244,8 @@ class Catalog:
 
 
 # --------------------------------------------------------------------------- validation
+# The file format as pydantic models (one settings library for every file the exporter reads:
+# settings/), read with line numbers and duplicate keys refused (settings/yamlsource.py).
 
 
 def _join(path: str, key: str | int) -> str:
@@ -263,90 +276,132 @@ def _text(value: object) -> str | None:
     return None
 
 
-def _parse_release(item: object, origin: str, path: str, problems: list[Problem]) -> Release | None:
-    if not isinstance(item, dict):
-        problems.append((path, "expected a mapping with version, build, dates and source"))
-        return None
-    start = len(problems)
-    for key in item:
-        if key not in RELEASE_KEYS:
-            problems.append((_join(path, str(key)), "unknown key"))
+def _release_date(value: object) -> date:
+    d = _date(value)
+    if d is None:
+        raise ValueError(f"expected a date YYYY-MM-DD between {MIN_DATE} and {MAX_DATE}")
+    return d
 
-    version = None
-    raw_version = item.get("version")
-    if raw_version is None:
-        problems.append((_join(path, "version"), "required"))
-    elif not isinstance(raw_version, str):
-        problems.append((_join(path, "version"), 'expected a quoted string like "11.17.2.0"'))
-    else:
-        version = raw_version
 
-    build = item.get("build")
-    if build is None:
-        problems.append((_join(path, "build"), "required"))
-        build = None
-    elif isinstance(build, bool) or not isinstance(build, int) or not 0 < build <= 999_999_999:
-        problems.append((_join(path, "build"), "expected a positive whole number"))
-        build = None
+def _version_text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError('expected a quoted string like "11.17.2.0"')
+    return value
 
-    lsv: LicenseServerVersion | None = None
-    if version is not None and build is not None:
-        try:
-            lsv = LicenseServerVersion.of(version, build)
-        except VersionParseError as exc:
-            problems.append((_join(path, "version"), str(exc)))
 
-    dates: dict[str, date | None] = {}
-    for key in ("released", "released_after", "released_by"):
-        if key not in item:
-            dates[key] = None
-            continue
-        d = _date(item[key])
-        if d is None:
-            problems.append(
-                (
-                    _join(path, key),
-                    f"expected a date YYYY-MM-DD between {MIN_DATE} and {MAX_DATE}",
-                )
-            )
-        dates[key] = d
-    released, after, by = dates["released"], dates["released_after"], dates["released_by"]
-    present = {k for k in ("released", "released_after", "released_by") if k in item}
+def _build(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 999_999_999:
+        raise ValueError("expected a positive whole number")
+    return value
+
+
+def _source(value: object) -> str:
+    text = _text(value)
+    if text is None:
+        raise ValueError(f"required: a non-empty text of at most {MAX_TEXT} characters")
+    return text
+
+
+def _notes(value: object) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise ValueError(f"expected a text of at most {MAX_TEXT} characters")
+    return value.strip()
+
+
+_DATE_KEYS = ("released", "released_after", "released_by")
+
+
+def _entry_checks(raw: dict[str, object]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Rules across the date keys, judged on the keys as written (a bad date elsewhere in the
+    entry does not hide them)."""
+    present = {k for k in _DATE_KEYS if k in raw}
     if "released" in present and present & {"released_after", "released_by"}:
-        problems.append(
-            (path, "give either released (exact date) or released_after/released_by (bounds)")
-        )
-    elif not present:
-        problems.append((path, "one of released, released_after or released_by is required"))
-    if after is not None and by is not None and after > by:
-        problems.append((_join(path, "released_after"), f"{after} is later than released_by {by}"))
+        return [((), "give either released (exact date) or released_after/released_by "
+                     "(bounds)")]
+    if not present:
+        return [((), "one of released, released_after or released_by is required")]
+    return []
 
-    source = _text(item.get("source"))
-    if source is None:
-        problems.append(
-            (_join(path, "source"), f"required: a non-empty text of at most {MAX_TEXT} characters")
-        )
-    notes = ""
-    if item.get("notes") is not None:
-        n = item["notes"]
-        if not isinstance(n, str) or len(n) > MAX_TEXT:
-            problems.append(
-                (_join(path, "notes"), f"expected a text of at most {MAX_TEXT} characters")
-            )
-        else:
-            notes = n.strip()
 
-    if len(problems) > start or lsv is None or source is None:
-        return None
-    return Release(
-        version=lsv,
-        released=released,
-        released_after=after,
-        released_by=by,
-        source=source,
-        notes=notes,
-        origin=origin,
+class _Model(Section):
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+def _raise_checks(value: object) -> None:
+    if value:
+        raise Several(value)  # type: ignore[arg-type]
+
+
+class ReleaseEntry(_Model):
+    """One entry of ``releases:`` as written."""
+
+    internal_keys: ClassVar[frozenset[str]] = frozenset({"__checks__"})
+
+    version: Annotated[str, PlainValidator(_version_text)]
+    build: Annotated[int, PlainValidator(_build)]
+    released: Annotated[date | None, PlainValidator(_release_date)] = None
+    released_after: Annotated[date | None, PlainValidator(_release_date)] = None
+    released_by: Annotated[date | None, PlainValidator(_release_date)] = None
+    source: Annotated[str, PlainValidator(_source)] = Field(default="", validate_default=True)
+    notes: Annotated[str, PlainValidator(_notes)] = ""
+    checks: Annotated[None, PlainValidator(_raise_checks)] = Field(
+        default=None, alias="__checks__", validate_default=True, repr=False
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checks(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            raise refusal("expected a mapping with version, build, dates and source")
+        return {**data, "__checks__": _entry_checks(data)}
+
+    @field_validator("build")
+    @classmethod
+    def _version(cls, build: int, info: ValidationInfo) -> int:
+        version = info.data.get("version")
+        if version is not None:
+            try:
+                LicenseServerVersion.of(version, build)
+            except VersionParseError as exc:
+                raise refusal(str(exc), key="version") from None
+        return build
+
+    @field_validator("released_by")
+    @classmethod
+    def _bounds(cls, by: date | None, info: ValidationInfo) -> date | None:
+        after = info.data.get("released_after")
+        if after is not None and by is not None and after > by:
+            raise refusal(f"{after} is later than released_by {by}", key="released_after")
+        return by
+
+    def release(self, origin: str) -> Release:
+        return Release(
+            version=LicenseServerVersion.of(self.version, self.build),
+            released=self.released,
+            released_after=self.released_after,
+            released_by=self.released_by,
+            source=self.source,
+            notes=self.notes,
+            origin=origin,
+        )
+
+
+def _problems(exc: ValidationError, root: type[BaseModel], path: str) -> list[Problem]:
+    prefix = tuple(_split(path))
+    return [(p.key, p.reason) for p in from_validation_error(exc, root, prefix=prefix,
+                                                             list_allowed=False)]
+
+
+def _split(path: str) -> list[str | int]:
+    out: list[str | int] = []
+    for part in path.replace("[", ".[").split("."):
+        if part.startswith("["):
+            out.append(int(part[1:-1]))
+        elif part:
+            out.append(part)
+    return out
 
 
 def _check_order(entries: list[tuple[str, Release]], problems: list[Problem]) -> None:
@@ -385,8 +440,10 @@ def parse_releases(raw: object, origin: str, path: str) -> tuple[list[Release], 
     seen: dict[int, str] = {}
     for i, item in enumerate(raw):
         ipath = _join(path, i)
-        release = _parse_release(item, origin, ipath, problems)
-        if release is None:
+        try:
+            release = ReleaseEntry.model_validate(item).release(origin)
+        except ValidationError as exc:
+            problems.extend(_problems(exc, ReleaseEntry, ipath))
             continue
         if release.build in seen:
             problems.append(
@@ -402,12 +459,41 @@ def parse_releases(raw: object, origin: str, path: str) -> tuple[list[Release], 
     return [r for _, r in entries], problems
 
 
+def _schema_version(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("expected a whole number")
+    if value != SCHEMA_VERSION:
+        raise ValueError(f"unsupported schema_version {value}; this exporter reads "
+                         f"{SCHEMA_VERSION}")
+    return value
+
+
+def _generated(value: object) -> date | None:
+    if value is None:
+        return None
+    d = _date(value)
+    if d is None:
+        raise ValueError("expected a date YYYY-MM-DD")
+    return d
+
+
+class CatalogDocument(_Model):
+    """A whole catalog file. ``releases`` is validated entry by entry (parse_releases), so
+    that the valid entries are kept and the checks across entries can run."""
+
+    schema_version: Annotated[int, PlainValidator(_schema_version)]
+    generated: Annotated[date | None, PlainValidator(_generated)] = None
+    releases: Annotated[object, PlainValidator(lambda v: v)]
+
+
 def parse_catalog_document(
     data: bytes | str, origin: str, max_bytes: int = MAX_DOCUMENT_BYTES
 ) -> Catalog:
     """Parse a whole catalog file (``schema_version``, ``generated``, ``releases``).
 
-    Uses ``yaml.safe_load`` only. Raises CatalogError listing every problem.
+    YAML is read with PyYAML's safe constructors only; a key given twice is refused and an
+    invalid date is reported at its key with every other problem. Raises CatalogError listing
+    every problem.
     """
     size = len(data.encode("utf-8")) if isinstance(data, str) else len(data)
     if size > max_bytes:
@@ -419,45 +505,25 @@ def parse_catalog_document(
             raise CatalogError([("", f"not UTF-8 text: {exc.reason}")], origin) from None
     else:
         text = data
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise CatalogError([(where, f"invalid YAML: {problem}")], origin) from None
-    except (ValueError, RecursionError) as exc:  # e.g. 2021-02-30 fails inside the loader
-        raise CatalogError([("", f"invalid YAML value: {exc}")], origin) from None
-
+    loaded = yamlsource.load(text)
+    if loaded.problems:
+        raise CatalogError(
+            [(p.key or (f"line {p.line}" if p.line else ""), p.reason) for p in loaded.problems],
+            origin,
+        )
+    doc = loaded.data
     if not isinstance(doc, dict):
         raise CatalogError(
             [("", "expected a mapping with schema_version, generated and releases")], origin
         )
     problems: list[Problem] = []
-    for key in doc:
-        if key not in DOCUMENT_KEYS:
-            problems.append((str(key), "unknown key"))
-    sv = doc.get("schema_version")
-    if sv is None:
-        problems.append(("schema_version", "required"))
-    elif isinstance(sv, bool) or not isinstance(sv, int):
-        problems.append(("schema_version", "expected a whole number"))
-    elif sv != SCHEMA_VERSION:
-        problems.append(
-            (
-                "schema_version",
-                f"unsupported schema_version {sv}; this exporter reads {SCHEMA_VERSION}",
-            )
-        )
     generated = None
-    if doc.get("generated") is not None:
-        generated = _date(doc["generated"])
-        if generated is None:
-            problems.append(("generated", "expected a date YYYY-MM-DD"))
+    try:
+        generated = CatalogDocument.model_validate(doc).generated
+    except ValidationError as exc:
+        problems.extend(_problems(exc, CatalogDocument, ""))
     releases: list[Release] = []
-    if "releases" not in doc:
-        problems.append(("releases", "required"))
-    else:
+    if "releases" in doc:
         releases, more = parse_releases(doc["releases"], origin, "releases")
         problems.extend(more)
     if problems:

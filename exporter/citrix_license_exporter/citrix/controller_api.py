@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from ..redaction import shorten
 from .peer_values import MAX_COUNT, add_hours, clean_text, count_in_range
 
 #: ``LicenseServerStatus`` (citrix-daas-rest-go ``model_license_server_status.go``), in order.
@@ -181,7 +182,7 @@ def parse_timestamp(text: str) -> datetime:
             moment = moment.replace(tzinfo=UTC)
         return moment.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise APIFormatError(f"not an ISO 8601 time in range: {text[:40]!r}") from None
+        raise APIFormatError(f"not an ISO 8601 time in range: {shorten(text, 40)!r}") from None
 
 
 # ---------------------------------------------------------------------------------------------

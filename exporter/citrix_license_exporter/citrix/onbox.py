@@ -24,6 +24,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
+from ..redaction import shorten
 from .licensing import ParseError, excerpt
 
 TAIL_PLACEHOLDER = "__TAIL_BYTES__"
@@ -228,5 +229,5 @@ def stderr_summary(stderr: bytes, limit: int = 160) -> str:
     for line in text.splitlines():
         if line.strip():
             cleaned = "".join(ch if ch.isprintable() else "?" for ch in line.strip())
-            return cleaned[:limit]
+            return shorten(cleaned, limit)
     return "no error text"

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
+from ..redaction import redact
+
 #: The longest label value taken from a peer, in characters. Longer text keeps its start and
 #: gets a short hash of the whole, so two long values that share a prefix stay distinct.
 MAX_LABEL_CHARS = 256
@@ -26,7 +28,9 @@ MAX_COUNT = 2**53
 
 def clean_text(text: str, limit: int = MAX_LABEL_CHARS) -> str:
     """``text`` as a label value: lone surrogates replaced by U+FFFD (so it encodes as UTF-8),
-    at most ``limit`` characters. Deterministic, so a series keeps its labels across scrapes."""
+    at most ``limit`` characters. Deterministic, so a series keeps its labels across scrapes.
+    Scrubbed before it is cut: a cut could leave a piece of a secret that no longer matches it."""
+    text = redact(text)
     if not text.isascii():
         # Round trip through UTF-16: proper surrogate pairs join, lone halves become U+FFFD.
         text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")

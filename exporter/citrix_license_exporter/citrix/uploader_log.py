@@ -19,6 +19,7 @@ import html
 import re
 from collections.abc import Iterable
 
+from ..redaction import shorten
 from .licensing import Bundle, ParseError, UploadAttempt, excerpt
 
 SUCCESS = "CTX_UPLOADER_SUCCESS"
@@ -90,7 +91,7 @@ def _attempt(block: str) -> UploadAttempt:
         time=float(seconds),
         code=code,
         upload_type=fields["UploadType"] or "",
-        message=(fields["Msg"] or "")[:200],
+        message=shorten(fields["Msg"] or "", 200),
     )
 
 

@@ -17,6 +17,7 @@ from xml.etree.ElementTree import Element
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
+from ..redaction import shorten
 from .licensing import (
     DEFAULT_SERVICES,
     NOT_FOUND,
@@ -155,7 +156,7 @@ def parse_fault(envelope: Element) -> WSManFault | None:
     return WSManFault(
         subcode=subcode_el.text.strip() if subcode_el is not None and subcode_el.text else None,
         code=code,
-        reason=reason[:300],
+        reason=shorten(reason, 300),
         provider_codes=tuple(provider_codes),
     )
 

@@ -32,6 +32,7 @@ import httpx
 
 from .. import __version__
 from ..config import TLSConfig
+from ..redaction import shorten
 from .base import CollectorError, Deadline, FailureKind
 
 # httpx logs every request at INFO; keep the exporter's log to its own lines.
@@ -152,7 +153,7 @@ def _transport_reason(exc: httpx.HTTPError) -> str:
         return "timed out"
     if "Connection refused" in text:
         return "connection refused"
-    return f"{type(exc).__name__}: {text}"[:200]
+    return shorten(f"{type(exc).__name__}: {text}", 200)
 
 
 def _send(

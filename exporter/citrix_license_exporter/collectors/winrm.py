@@ -92,6 +92,7 @@ from ..citrix.wmi import (
     services_query,
 )
 from ..config import KerberosConfig, ModuleConfig, TargetConfig, WinRMConfig
+from ..redaction import shorten
 from . import kerberos
 from .base import CollectorError, Deadline, FailureKind
 
@@ -564,7 +565,7 @@ def describe_fault(fault: WSManFault, what: str, namespace: str | None) -> str:
                     f"Remote Enable on WMI {namespace}; see docs/windows-setup.md)")
         return f"access denied while {what} (see docs/windows-setup.md)"
     code = f" (code {fault.code})" if fault.code is not None else ""
-    reason = fault.reason[:160] or fault.subcode or "no reason given"
+    reason = shorten(fault.reason, 160) or fault.subcode or "no reason given"
     return f"WS-Management fault while {what}{code}: {reason}"
 
 
@@ -619,7 +620,7 @@ def _describe(exc: BaseException, endpoint: Endpoint, cfg: WinRMConfig, budget: 
         return f"{exc} (while {what})", FailureKind.PARSE
     if isinstance(exc, WinRMError):
         # pypsrp's own messages hold no secret; keep them short.
-        return f"WinRM error while {what}: {str(exc)[:160]}", FailureKind.PROTOCOL
+        return f"WinRM error while {what}: {shorten(str(exc), 160)}", FailureKind.PROTOCOL
     raise exc
 
 
