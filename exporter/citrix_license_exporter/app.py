@@ -115,7 +115,9 @@ class ExporterState:
             with self._catalog_lock:
                 self.config = config
                 self.catalog = effective_catalog(config, self.refresher.catalogs())
-            self.prober.clear_cache()
+            # The prober's cache is keyed by each fetch's effective settings (probe.fetch_key):
+            # servers whose settings did not change keep their data, the others are fetched
+            # anew on their next probe.
             self.history.forget_except({target.name for target in config.targets})
             self.last_reload_successful = True
             self.last_reload_success_time = time.time()

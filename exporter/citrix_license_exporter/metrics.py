@@ -489,6 +489,30 @@ def probe_families(result: ProbeResult) -> list[Metric]:
     server, reason = exposable(lambda: server_families(result))
     if reason is not None:
         _not_exposed(result, "version", reason)
+    families = outcome_families(result, exposed)
+    for outcome in result.outcomes:
+        families.extend(built.get(outcome.collector, ()))
+    families.extend(server)
+    return families
+
+
+def probe_duration_family(seconds: float) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "citrix_license_probe_duration_seconds",
+        "How long the whole probe took, as seen by the exporter.",
+    )
+    family.add_metric([], seconds)
+    return family
+
+
+def outcome_families(
+    result: ProbeResult, exposed: dict[str, bool] | None = None
+) -> list[Metric]:
+    """The families every probe answer starts with: up, and each collector's outcome.
+    ``exposed``: per collector, whether it succeeded and its data could be exposed (default:
+    its outcome's success; exposition.py turns an outcome whose data failed into a failure)."""
+    if exposed is None:
+        exposed = {o.collector: o.success for o in result.outcomes}
     up = gauge(
         "up",
         "1 if the target's primary collector succeeded "
@@ -530,8 +554,6 @@ def probe_families(result: ProbeResult) -> list[Metric]:
         duration.add_metric([outcome.collector], outcome.duration)
         if outcome.last_success is not None:
             last_ok.add_metric([outcome.collector], outcome.last_success)
-        families.extend(built.get(outcome.collector, ()))
-    families.extend(server)
     return families
 
 

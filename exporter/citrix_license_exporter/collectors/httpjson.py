@@ -1,22 +1,28 @@
 """HTTPS requests answering JSON, for the ``controller`` and ``cloud`` collectors.
 
-Every request is bounded by the probe deadline: connect and read timeouts never exceed what is
-left, the body is read in chunks with the deadline checked between them and a size cap
-(``max_response_bytes``; a larger Content-Length fails before reading). A 429 or 503 answer
-with ``Retry-After`` is retried after that wait only when the wait fits in the time left;
-otherwise the request fails at once with a reason saying so (the API asked us to back off, so
-no blind retries). Failure reasons name the method and URL but never a header or a body:
-neither may leak a credential into the log.
+Every request is bounded by the probe deadline as a whole, however the server paces its
+bytes: connect and read timeouts never exceed what is left, and at the deadline a watchdog
+shuts the request's connections down, so a server that sends its headers (or its body) a byte
+a second is cut off there and holds no socket or worker past it. The body is read in chunks
+with a size cap (``max_response_bytes``; a larger Content-Length fails before reading).
+A 429 or 503 answer with ``Retry-After`` is retried after that wait only when the wait fits in
+the time left; otherwise the request fails at once with a reason saying so (the API asked us
+to back off, so no blind retries). Failure reasons name the method and URL but never a header
+or a body: neither may leak a credential into the log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import socket
 import ssl
+import threading
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -77,6 +83,55 @@ def new_client(tls: TLSConfig) -> httpx.Client:
     )
 
 
+#: The sockets each client has connected (recorded through httpcore's documented ``trace``
+#: request extension), so that a deadline can shut them down.
+_SOCKETS: weakref.WeakKeyDictionary[httpx.Client, list[socket.socket]] = (
+    weakref.WeakKeyDictionary()
+)
+_SOCKETS_LOCK = threading.Lock()
+
+
+def _tracer(client: httpx.Client) -> Any:
+    def trace(event: str, info: Mapping[str, Any]) -> None:
+        # The TCP socket, and for HTTPS the TLS socket that takes its descriptor over.
+        if event not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with _SOCKETS_LOCK:
+                known = _SOCKETS.setdefault(client, [])
+                known[:] = [s for s in known if s.fileno() != -1]
+                known.append(sock)
+
+    return trace
+
+
+@contextlib.contextmanager
+def _deadline_watch(client: httpx.Client, deadline: Deadline) -> Iterator[threading.Event]:
+    """Shut the client's connections down at ``deadline`` (a blocked read then ends at once);
+    the event tells that it happened."""
+    fired = threading.Event()
+
+    def expire() -> None:
+        fired.set()
+        with _SOCKETS_LOCK:
+            sockets = list(_SOCKETS.get(client, ()))
+        for sock in sockets:
+            with contextlib.suppress(OSError, ValueError):
+                # The kernel-level shutdown (the base class's, also for a TLS socket, whose
+                # own shutdown() would drop its TLS state under the reading thread).
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    timer = threading.Timer(deadline.remaining(), expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
+
+
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
     """``Retry-After`` as seconds to wait (delta-seconds or an HTTP date); None if unusable."""
     if value is None:
@@ -120,36 +175,44 @@ def _send(
     left = deadline.check(what)
     timeout = httpx.Timeout(left, connect=min(CONNECT_TIMEOUT, left))
     started = time.monotonic()
-    try:
-        with client.stream(
-            method, url, headers=headers, json=json_body, auth=auth, timeout=timeout
-        ) as response:
-            # The request line only (query values masked): never a header or a body.
-            log.debug("http answer", extra={"fields": {
-                "request": f"{method} {redact_url(url)}", "status": response.status_code,
-                "seconds": round(time.monotonic() - started, 3)}})
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise CollectorError(
-                    f"{what}: answer of {declared} bytes exceeds max_response_bytes ({max_bytes})",
-                    kind=FailureKind.LIMIT,
-                )
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
+    with _deadline_watch(client, deadline) as fired:
+        try:
+            with client.stream(
+                method, url, headers=headers, json=json_body, auth=auth, timeout=timeout,
+                extensions={"trace": _tracer(client)},
+            ) as response:
+                # The request line only (query values masked): never a header or a body.
+                log.debug("http answer", extra={"fields": {
+                    "request": f"{method} {redact_url(url)}", "status": response.status_code,
+                    "seconds": round(time.monotonic() - started, 3)}})
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
                     raise CollectorError(
-                        f"{what}: answer exceeds max_response_bytes ({max_bytes})",
-                        kind=FailureKind.LIMIT,
+                        f"{what}: answer of {declared} bytes exceeds max_response_bytes "
+                        f"({max_bytes})", kind=FailureKind.LIMIT,
                     )
-                if deadline.expired():
-                    raise CollectorError(f"{what}: probe deadline reached while reading the answer",
-                                         kind=FailureKind.TIMEOUT)
-                chunks.append(chunk)
-            return response, b"".join(chunks)
-    except httpx.HTTPError as exc:
-        raise CollectorError(f"{what}: {_transport_reason(exc)}", kind=classify(exc)) from None
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise CollectorError(
+                            f"{what}: answer exceeds max_response_bytes ({max_bytes})",
+                            kind=FailureKind.LIMIT,
+                        )
+                    if deadline.expired():
+                        raise CollectorError(
+                            f"{what}: probe deadline reached while reading the answer",
+                            kind=FailureKind.TIMEOUT,
+                        )
+                    chunks.append(chunk)
+                return response, b"".join(chunks)
+        except httpx.HTTPError as exc:
+            if fired.is_set():
+                raise CollectorError(f"{what}: probe deadline reached before the answer was "
+                                     "complete", kind=FailureKind.TIMEOUT) from None
+            raise CollectorError(f"{what}: {_transport_reason(exc)}",
+                                 kind=classify(exc)) from None
 
 
 def request_json(
