@@ -33,6 +33,7 @@ import httpx
 from .. import __version__
 from ..config import TLSConfig, redact_url
 from ..redaction import shorten
+from ..tlscontext import client_context
 from .base import CollectorError, Deadline, FailureKind
 from .failures import classify, status_kind
 
@@ -68,13 +69,11 @@ class JSONAnswer:
 def new_client(tls: TLSConfig) -> httpx.Client:
     """A client verifying TLS per the module (on by default, with an optional CA file).
     Redirects are not followed: a credential must not travel to another host."""
-    verify: ssl.SSLContext | bool = False
-    if not tls.insecure_skip_verify:
-        try:
-            verify = ssl.create_default_context(cafile=tls.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise CollectorError(f"cannot load the CA file {tls.ca_file}: {exc}",
-                                 kind=FailureKind.TLS) from None
+    try:
+        verify = client_context(tls.ca_file, verify=not tls.insecure_skip_verify)
+    except (OSError, ssl.SSLError) as exc:
+        raise CollectorError(f"cannot load the CA file {tls.ca_file}: {exc}",
+                             kind=FailureKind.TLS) from None
     return httpx.Client(
         verify=verify,
         follow_redirects=False,

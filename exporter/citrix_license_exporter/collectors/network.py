@@ -19,7 +19,6 @@ import logging
 import os
 import socket
 import ssl
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from typing import Any
 from cryptography import x509
 
 from ..config import ModuleConfig, TargetConfig
+from ..tlscontext import client_context, read_only_context
 from .base import CollectorError, Deadline, FailureKind
 
 log = logging.getLogger(__name__)
@@ -207,10 +207,10 @@ async def _port_and_certificate(
     der: bytes | None = None
     try:
         if tls.insecure_skip_verify:
-            der = await _handshake_on(sock, _READ_ONLY_CONTEXT, host, port)
+            der = await _handshake_on(sock, read_only_context(), host, port)
         else:
             try:
-                der = await _handshake_on(sock, _verifying_context(tls.ca_file), host, port)
+                der = await _handshake_on(sock, client_context(tls.ca_file), host, port)
                 verified = True
             except ssl.SSLCertVerificationError as exc:
                 verified, verify_error = False, exc.verify_message or str(exc)
@@ -220,7 +220,7 @@ async def _port_and_certificate(
         # Read the certificate without judging it, so its expiry is reported either way.
         retry = await connect(addresses, port)
         try:
-            der = await _handshake_on(retry, _READ_ONLY_CONTEXT, host, port)
+            der = await _handshake_on(retry, read_only_context(), host, port)
         finally:
             retry.close()
     certificate = read_certificate(der, port, verified, verify_error)
@@ -262,41 +262,7 @@ def read_certificate(
                              kind=FailureKind.PARSE) from None
 
 
-# TLS contexts are built once and shared (an SSLContext is safe to use from many threads):
-# building one that loads a CA store costs ~50 ms of CPU with OpenSSL 3 (the system bundle is
-# parsed each time), which made it most of a network probe's cost (docs/performance.md).
-
-
-def _read_only_context() -> ssl.SSLContext:
-    """Reads the certificate without judging it: nothing to verify, so no CA store."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-_READ_ONLY_CONTEXT = _read_only_context()
-_VERIFYING: dict[str | None, tuple[tuple[int, int] | None, ssl.SSLContext]] = {}
-_VERIFYING_LOCK = threading.Lock()
-
-
-def _verifying_context(ca_file: str | None) -> ssl.SSLContext:
-    """The verifying context for ``ca_file`` (None: the system store), built again when the
-    file changes (mtime or size), so an updated CA file is used without a restart."""
-    stamp: tuple[int, int] | None = None
-    if ca_file is not None:
-        try:
-            stat = os.stat(ca_file)
-            stamp = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            stamp = None  # create_default_context below reports the problem
-    with _VERIFYING_LOCK:
-        cached = _VERIFYING.get(ca_file)
-        if cached is not None and (ca_file is None or (stamp is not None and cached[0] == stamp)):
-            return cached[1]
-        context = ssl.create_default_context(cafile=ca_file)
-        _VERIFYING[ca_file] = (stamp, context)
-        return context
+# The TLS contexts are built once and shared: see tlscontext.py.
 
 
 class NetworkCollector:
