@@ -408,17 +408,20 @@ class Bench:
               sim_pids: Sequence[int]) -> None:
         winrm_module = next(m for m in base["modules"].values() if "winrm" in m)
 
-        def module(timeout: float = SCRAPE_TIMEOUT) -> dict[str, Any]:
+        def module(timeout: float = SCRAPE_TIMEOUT, variant: int = 0) -> dict[str, Any]:
+            # The cache is keyed by the fetch's settings (probe.fetch_key), so a module whose
+            # WinRM settings differ (here by one byte of max_response_bytes) starts cold.
+            settings = dict(winrm_module["winrm"])
+            settings["max_response_bytes"] = 8 * 1024 * 1024 + variant
             return {"timeout": f"{timeout:g}s", "collectors": ["winrm"], "primary": "winrm",
-                    "winrm": winrm_module["winrm"]}
+                    "winrm": settings}
 
         cold_rounds = _rounds_for(size, 20, 1, 3)
         warm_rounds = _rounds_for(size, 60, 2, 15)
-        # Every cold round and every solo probe uses a module of its own: the cache is per
-        # (target, module), so each starts cold.
-        modules = {f"cold-{i}": module() for i in range(cold_rounds)}
-        modules |= {f"solo-{i}": module() for i in range(4)}
-        modules["warm"] = module(timeout=60)
+        # Every cold round and every solo probe uses settings of its own, so each starts cold.
+        modules = {f"cold-{i}": module(variant=1 + i) for i in range(cold_rounds)}
+        modules |= {f"solo-{i}": module(variant=100 + i) for i in range(4)}
+        modules["warm"] = module(timeout=60, variant=1000)
         config = exporter_config(base, size, modules, config_dir / f"winrm-{size}.yml")
         names = [t["name"] for t in base["targets"][:size]]
         label = f"winrm-{latency * 1000:g}ms-{size}"

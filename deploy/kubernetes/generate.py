@@ -5,8 +5,8 @@
     python deploy/kubernetes/generate.py --check    exit 1 (with a diff) when they have drifted
 
 - generated/prometheusrule.yaml: one Prometheus Operator ``PrometheusRule`` holding every group
-  of every rule file in rules/ (a ``*.yml`` whose top level has ``groups:``; rules/thresholds.yml
-  and the like are not rule files and are skipped).
+  of every rule file in rules/ (a ``*.yml`` whose top level has ``groups:``; other YAML
+  files are not rule files and are skipped).
 - generated/grafana-dashboards.yaml: one ConfigMap per grafana/dashboards/*.json, labelled
   ``grafana_dashboard: "1"`` for the Grafana sidecar (kube-prometheus-stack, grafana chart).
 - kustomization.yaml's image ``newTag``: the package version from pyproject.toml (the one

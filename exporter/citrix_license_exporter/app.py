@@ -11,13 +11,14 @@ import platform
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import __version__
 from .catalog_sources import CatalogRefresher, RefreshStatus
 from .citrix.catalog import Catalog, load_bundled, merge
 from .collectors.base import Collector
 from .config import Config, ConfigError, load_config
+from .history import ProbeHistory
 from .probe import Prober
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class ExporterState:
     version: str = __version__
     python_version: str = platform.python_version()
     demo: bool = False
+    #: The recent probes and each target's latest result (status page, /probe?debug=true).
+    history: ProbeHistory = field(default_factory=ProbeHistory)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -112,7 +115,10 @@ class ExporterState:
             with self._catalog_lock:
                 self.config = config
                 self.catalog = effective_catalog(config, self.refresher.catalogs())
-            self.prober.clear_cache()
+            # The prober's cache is keyed by each fetch's effective settings (probe.fetch_key):
+            # servers whose settings did not change keep their data, the others are fetched
+            # anew on their next probe.
+            self.history.forget_except({target.name for target in config.targets})
             self.last_reload_successful = True
             self.last_reload_success_time = time.time()
             log.info(

@@ -39,6 +39,7 @@ from . import __version__
 from .citrix.catalog import Catalog, CatalogError, load_bundled, parse_catalog_document
 from .citrix.feed import parse_feed
 from .config import CatalogConfig, CatalogSource
+from .tlscontext import client_context
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,10 @@ def fetch_url(source: CatalogSource, *, max_bytes: int, timeout: float) -> bytes
     ``timeout`` bounds each network step and, while the body streams, the whole fetch.
     """
     assert source.url is not None
-    verify: ssl.SSLContext | bool = True
-    if source.ca_file is not None:
-        try:
-            verify = ssl.create_default_context(cafile=source.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise SourceError(f"cannot load ca_file {source.ca_file}: {exc}") from None
+    try:
+        verify = client_context(source.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise SourceError(f"cannot load ca_file {source.ca_file}: {exc}") from None
     deadline = time.monotonic() + timeout
     try:
         with httpx.Client(

@@ -4,22 +4,28 @@
     citrix-license-exporter --config.check --config.file=config.yml
     citrix-license-exporter demo                          simulated License Servers + exporter
     citrix-license-exporter catalog show|check FILE       the release catalog
+    citrix-license-exporter check TARGET [--output json]  one probe, as a readable report
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from types import FrameType
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import ConfigError, load_config
 from .log import LEVELS, setup_logging
+
+if TYPE_CHECKING:
+    from .app import ExporterState
+    from .web import ExporterServer
 
 log = logging.getLogger("citrix_license_exporter")
 
@@ -62,6 +68,12 @@ def _add_server_flags(parser: argparse.ArgumentParser, *, sub: bool = False) -> 
         "--web.max-concurrent-probes", dest="max_probes", type=int,
         default=int(_env("web.max-concurrent-probes", "256") or 256),
         help="probes running at once before more are refused with 503 (default 256)",
+    )
+    add(
+        "--web.max-connections", dest="max_connections", type=int,
+        default=int(_env("web.max-connections", "1024") or 1024),
+        help="client connections open at once; past it the longest idle one is closed "
+             "(default 1024, lowered to half the open-file limit)",
     )
     add(
         "--log.level", dest="log_level", choices=LEVELS, default=_env("log.level", "info"),
@@ -121,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = catalog_sub.add_parser("check", help="validate a catalog file")
     check.add_argument("file")
+    probe_check = sub.add_parser(
+        "check", help="probe one target now and print what was read, derived and assumed"
+    )
+    probe_check.add_argument("target", help="a configured target (or an address with --module)")
+    probe_check.add_argument("--config.file", dest="check_config_file", default=None,
+                             help="configuration file (default: as the exporter)")
+    probe_check.add_argument("--module", default=None, help="the module to probe with")
+    probe_check.add_argument("--output", choices=("text", "json"), default="text")
     return parser
 
 
@@ -146,6 +166,7 @@ def run_server(
     from .app import ExporterState
     from .web import ExporterServer
 
+    install_thread_excepthook()
     hint = missing_config_hint(args.config_file)
     if hint is not None:
         log.error("not starting: " + hint, extra={"fields": {"file": args.config_file}})
@@ -160,7 +181,8 @@ def run_server(
         return 1
     state.demo = demo
     try:
-        server = ExporterServer(args.listen, state, max_concurrent_probes=args.max_probes)
+        server = ExporterServer(args.listen, state, max_concurrent_probes=args.max_probes,
+                                max_connections=args.max_connections)
     except OSError as exc:
         log.error("cannot listen", extra={"fields": {"address": args.listen, "reason": str(exc)}})
         return 1
@@ -173,37 +195,60 @@ def run_server(
             log.error("invalid web config", extra={"fields": {"file": args.web_config,
                                                                "reason": str(exc)}})
             return 1
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:
-            threading.Thread(target=state.reload, name="reload", daemon=True).start()
-        else:
-            log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
-            stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, on_signal)
     state.start()  # the release catalog sources (file sources are read before serving)
-    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-    thread.start()
-    server.ready.set()
-    host, port = str(server.server_address[0]), int(server.server_address[1])
-    log.info(
-        "listening",
-        extra={"fields": {"address": f"{host}:{port}", "version": __version__,
-                          "targets": len(state.config.targets)}},
-    )
-    if announce is not None:
-        announce(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}")
-    stop.wait()
-    server.shutdown()
-    server.server_close()
-    state.stop()
+    try:
+        asyncio.run(_serve(server, state, announce))
+    finally:
+        server.server_close()
+        state.stop()
     if on_stop is not None:
         on_stop()
     log.info("stopped")
     return 0
+
+
+async def _serve(
+    server: ExporterServer, state: ExporterState, announce: Callable[[str], None] | None
+) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_stop_signal(signum: int) -> None:
+        log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
+        server.stop()
+
+    # SIGHUP storms coalesce: at most one reload runs and one waits (reload.py).
+    loop.add_signal_handler(signal.SIGHUP, server.reloader.request)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_stop_signal, signum)
+
+    def started() -> None:
+        server.ready.set()
+        host, port = str(server.server_address[0]), int(server.server_address[1])
+        log.info(
+            "listening",
+            extra={"fields": {"address": f"{host}:{port}", "version": __version__,
+                              "targets": len(state.config.targets)}},
+        )
+        if announce is not None:
+            announce(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}")
+
+    await server.serve(started)
+
+
+def install_thread_excepthook() -> None:
+    """A thread that dies of an exception logs one line (the traceback at debug level), never
+    raw traceback lines in a JSON or logfmt log."""
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        log.error("thread failed", extra={"fields": {
+            "thread": name, "reason": f"{args.exc_type.__name__}: {args.exc_value}"}})
+        log.debug("thread failure details",
+                  exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]
+
+    threading.excepthook = hook
 
 
 def config_check(path: str) -> int:
@@ -233,6 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .catalog_cli import run_catalog_command
 
         return int(run_catalog_command(args))
+    if args.command == "check":
+        from .check import run_check
+
+        return run_check(args.check_config_file or args.config_file, args.target, args.output,
+                         args.module)
     if args.config_check:
         return config_check(args.config_file)
     return run_server(args)

@@ -70,12 +70,14 @@ class JSONFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
+    number = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+              "error": logging.ERROR}[level]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else LogfmtFormatter())
+    # The level is the handler's too: probelog.py lowers the package logger's level to capture
+    # debug lines per probe, and stderr must still show only what --log.level asks for.
+    handler.setLevel(number)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
-    logging.getLogger("citrix_license_exporter").setLevel(
-        {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-         "error": logging.ERROR}[level]
-    )
+    logging.getLogger("citrix_license_exporter").setLevel(number)

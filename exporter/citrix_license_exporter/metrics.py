@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
 from .citrix.controller_api import LICENSE_SERVER_STATUSES, unique_site_labels
 from .citrix.licensing import SERVICE_STATES, WinRMData
+from .collectors.base import FailureKind
 from .collectors.cloud import CloudData
 from .collectors.controller import ControllerData
 from .collectors.network import NetworkData
@@ -488,6 +489,30 @@ def probe_families(result: ProbeResult) -> list[Metric]:
     server, reason = exposable(lambda: server_families(result))
     if reason is not None:
         _not_exposed(result, "version", reason)
+    families = outcome_families(result, exposed)
+    for outcome in result.outcomes:
+        families.extend(built.get(outcome.collector, ()))
+    families.extend(server)
+    return families
+
+
+def probe_duration_family(seconds: float) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "citrix_license_probe_duration_seconds",
+        "How long the whole probe took, as seen by the exporter.",
+    )
+    family.add_metric([], seconds)
+    return family
+
+
+def outcome_families(
+    result: ProbeResult, exposed: dict[str, bool] | None = None
+) -> list[Metric]:
+    """The families every probe answer starts with: up, and each collector's outcome.
+    ``exposed``: per collector, whether it succeeded and its data could be exposed (default:
+    its outcome's success; exposition.py turns an outcome whose data failed into a failure)."""
+    if exposed is None:
+        exposed = {o.collector: o.success for o in result.outcomes}
     up = gauge(
         "up",
         "1 if the target's primary collector succeeded "
@@ -505,14 +530,30 @@ def probe_families(result: ProbeResult) -> list[Metric]:
         "When the collector last fetched data successfully from this target.",
         ["collector"],
     )
-    families: list[Metric] = [up, success, duration, last_ok]
+    failure = gauge(
+        "collector_failure",
+        "Why the collector failed: one series per kind ("
+        + ", ".join(kind.value for kind in FailureKind)
+        + "), 1 for the kind of this probe's failure; all 0 when it succeeded. See "
+        "docs/runbooks.md for what each kind means.",
+        ["collector", "kind"],
+    )
+    families: list[Metric] = [up, success, failure, duration, last_ok]
     for outcome in result.outcomes:
-        success.add_metric([outcome.collector], 1.0 if exposed[outcome.collector] else 0.0)
+        ok = exposed[outcome.collector]
+        success.add_metric([outcome.collector], 1.0 if ok else 0.0)
+        if ok:
+            failed_kind = None
+        elif outcome.success:
+            # The peer's answer arrived but holds a value the exposition cannot carry.
+            failed_kind = FailureKind.PARSE
+        else:
+            failed_kind = outcome.kind or FailureKind.INTERNAL
+        for kind in FailureKind:
+            failure.add_metric([outcome.collector, kind.value], 1.0 if kind is failed_kind else 0.0)
         duration.add_metric([outcome.collector], outcome.duration)
         if outcome.last_success is not None:
             last_ok.add_metric([outcome.collector], outcome.last_success)
-        families.extend(built.get(outcome.collector, ()))
-    families.extend(server)
     return families
 
 

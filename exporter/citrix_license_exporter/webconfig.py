@@ -47,18 +47,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import logging
 import os
-import select
-import socket
 import ssl
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .settings.web import (
     ALLOWED_HEADERS,
@@ -76,7 +72,7 @@ from .settings.web import (
 from .webauth import BasicAuth
 
 if TYPE_CHECKING:
-    from .web import ExporterHandler, ExporterServer
+    from .web import ExporterServer
 
 __all__ = [
     "ALLOWED_HEADERS", "BCRYPT_MAX_PASSWORD", "CIPHER_SUITES", "CLIENT_AUTH_TYPES",
@@ -278,94 +274,6 @@ class WebConfigGuard:
             auth = BasicAuth(users)
         return auth.check(user, password)
 
-    def authorize(self, handler: ExporterHandler) -> bool:
-        loaded = self.current()
-        config = loaded.config
-        if config.headers and not getattr(handler, "_webconfig_headers", False):
-            _add_headers(handler, config.headers)
-        if not config.users:
-            return True
-        credentials = _basic_credentials(handler.headers.get("Authorization"))
-        if credentials is not None:
-            user, password = credentials
-            if loaded.auth.check(user, password):
-                return True
-            log.debug(
-                "basic authentication failed",
-                extra={"fields": {"client": handler.client_address[0],
-                                  "reason": "wrong password" if user in config.users
-                                  else "unknown user"}},
-            )
-        else:
-            log.debug(
-                "basic authentication missing",
-                extra={"fields": {"client": handler.client_address[0]}},
-            )
-        _refuse(handler)
-        return False
-
-    # -- TLS -----------------------------------------------------------------------------------
-
-    def finish_request(
-        self, original: Callable[[Any, Any], None], request: socket.socket, client: Any
-    ) -> None:
-        """Runs in the request's own thread: the TLS handshake, then the HTTP exchange."""
-        loaded = self.current()
-        context, tls = loaded.context, loaded.config.tls
-        if context is None or tls is None:  # cannot happen: TLS mode is fixed at start
-            original(request, client)
-            return
-        try:
-            conn = context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
-        except (OSError, ValueError) as exc:
-            log.debug("TLS setup failed", extra={"fields": {"client": client[0],
-                                                            "reason": str(exc)}})
-            return
-        try:
-            try:
-                _handshake(conn, HANDSHAKE_TIMEOUT)
-                if tls.client_allowed_sans:
-                    _check_sans(conn, tls.client_allowed_sans)
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                log.debug(
-                    "TLS handshake failed",
-                    extra={"fields": {"client": client[0],
-                                      "reason": getattr(exc, "reason", None) or str(exc)}},
-                )
-                return
-            original(conn, client)
-        finally:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_WR)
-            conn.close()
-
-
-def _handshake(conn: ssl.SSLSocket, timeout: float) -> None:
-    """The handshake within ``timeout`` in total, even for a client that drips bytes."""
-    end = time.monotonic() + timeout
-    conn.setblocking(False)
-    try:
-        while True:
-            try:
-                conn.do_handshake()
-                return
-            except ssl.SSLWantReadError:
-                readers, writers = [conn], []
-            except ssl.SSLWantWriteError:
-                readers, writers = [], [conn]
-            left = end - time.monotonic()
-            if left <= 0 or not any(select.select(readers, writers, [], left)):
-                raise TimeoutError("TLS handshake timed out")
-    finally:
-        conn.setblocking(True)
-
-
-def _check_sans(conn: ssl.SSLSocket, allowed: tuple[str, ...]) -> None:
-    cert = conn.getpeercert() or {}
-    names = {str(entry[1]) for entry in cert.get("subjectAltName", ()) if len(entry) == 2}
-    if not names & set(allowed):
-        raise ValueError("client certificate has none of client_allowed_sans")
-
 
 def _basic_credentials(header: str | None) -> tuple[str, bytes] | None:
     if not header:
@@ -386,49 +294,15 @@ def _basic_credentials(header: str | None) -> tuple[str, bytes] | None:
         return None
 
 
-def _refuse(handler: ExporterHandler) -> None:
-    body = b"Unauthorized\n"
-    handler.close_connection = True  # the request body (if any) is left unread
-    handler.send_response(401)
-    handler.send_header("WWW-Authenticate", 'Basic realm="citrix-license-exporter"')
-    handler.send_header("Content-Type", "text/plain; charset=utf-8")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.send_header("Connection", "close")
-    handler.end_headers()
-    if handler.command != "HEAD":
-        handler.wfile.write(body)
-
-
-def _add_headers(handler: ExporterHandler, headers: Mapping[str, str]) -> None:
-    """Add the configured headers to every response of this connection."""
-    original = handler.end_headers
-
-    def end_headers() -> None:
-        for name, value in headers.items():
-            handler.send_header(name, value)
-        original()
-
-    handler.end_headers = end_headers  # type: ignore[method-assign]
-    handler._webconfig_headers = True  # type: ignore[attr-defined]
-
-
 def install_web_config(server: ExporterServer, path: str) -> None:
     """Secure ``server`` with the web configuration at ``path``; ValueError when it is invalid.
 
-    Call before ``serve_forever``. TLS wraps each accepted connection in its request thread, so
-    a slow or silent client never blocks the accept loop.
+    Call before serving. The server runs the TLS handshake of each connection on its event
+    loop with the context in force when the client connects, under HANDSHAKE_TIMEOUT.
     """
     loaded = load_web_config(path)
     guard = WebConfigGuard(path, loaded)
-    server.authorize = guard.authorize
-    server.web_config = guard  # type: ignore[attr-defined]
-    if loaded.context is not None:
-        original = server.finish_request
-
-        def finish_request(request: Any, client_address: Any) -> None:
-            guard.finish_request(original, request, client_address)
-
-        server.finish_request = finish_request  # type: ignore[method-assign]
+    server.use_web_config(guard)
     tls = loaded.config.tls
     log.info(
         "web config loaded",

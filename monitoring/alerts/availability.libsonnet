@@ -50,9 +50,12 @@ local u = import '../lib/util.libsonnet';
         'A collector of a Citrix License Server probe keeps failing.',
         u.fill(
           'The {{ $labels.collector }} collector for License Server '
-          + '{{ $labels.instance }} has failed for [[for]] (last success: [[last]]); the '
-          + 'metrics it provides are missing.',
+          + '{{ $labels.instance }} has failed for [[for]] (failure kind: [[kind]]; last '
+          + 'success: [[last]]); the metrics it provides are missing.',
           {
+            // The kind names the runbook's branch: auth, tls, timeout, parse, ...
+            kind: u.lookup('citrix_license_collector_failureSEL == 1', p.INSTANCE + ['collector'],
+                           'label "kind"', 'unknown'),
             last: u.tsOf('citrix_license_collector_last_success_timestamp_seconds',
                          p.INSTANCE + ['collector'], 'never'),
             'for': a.forText(c, 'CitrixLicenseCollectorFailing'),

@@ -175,6 +175,8 @@ def test_prometheus_fires_nothing_else_and_inhibited_alerts_stay_silent(
     # The unreachable server's collector alert is held back by Alertmanager's inhibition ...
     (alert,) = am.alerts(alertname="CitrixLicenseCollectorFailing", instance="e2e-unreachable")
     assert alert["status"]["state"] == "suppressed"
+    # Its description names the failure kind the runbook branches on (every port refuses).
+    assert "(failure kind: refused;" in alert["annotations"]["description"], alert
     (source,) = am.alerts(alertname="CitrixLicenseServerUnreachable", instance="e2e-unreachable")
     assert alert["status"]["inhibitedBy"] == [source["fingerprint"]]
     # ... and never reached the webhook.

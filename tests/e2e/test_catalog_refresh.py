@@ -424,3 +424,32 @@ def test_fetch_checks_tls_redirects_encoding_and_size(catalog_server: CatalogSer
     catalog_server.set("status", 500)
     with pytest.raises(SourceError, match="HTTP 500 Internal Server Error"):
         fetch(catalog_server.url())
+
+
+def test_tls_context_built_once_per_ca_file_across_fetches_and_sources(
+    catalog_server: CatalogServer,
+) -> None:
+    """Every outbound source takes its TLS context from tlscontext: the CA file is loaded once,
+    however many fetches, catalog sources and controller/Cloud clients use it."""
+    from citrix_license_exporter import tlscontext
+    from citrix_license_exporter.collectors.httpjson import new_client
+    from citrix_license_exporter.config import TLSConfig
+
+    ca = str(catalog_server.ca_file)
+    assert tlscontext.build_count(ca) == 0  # a fresh file of this test's own tmp_path
+    catalog_server.set("body", b"hello")
+    for source in (CatalogSource(url=catalog_server.url(), ca_file=ca),
+                   CatalogSource(url=catalog_server.url("/feed.xml"), ca_file=ca,
+                                 format="citrix_feed")):
+        for _ in range(3):
+            assert fetch_url(source, max_bytes=4000, timeout=5) == b"hello"
+    for _ in range(3):
+        with new_client(TLSConfig(ca_file=ca)) as client:
+            assert client.get(catalog_server.url()).content == b"hello"
+    assert tlscontext.build_count(ca) == 1
+    # A changed CA file is loaded again (once), without a restart.
+    catalog_server.ca_file.write_bytes(catalog_server.ca_file.read_bytes() + b"\n")
+    for _ in range(2):
+        assert fetch_url(CatalogSource(url=catalog_server.url(), ca_file=ca),
+                         max_bytes=4000, timeout=5) == b"hello"
+    assert tlscontext.build_count(ca) == 2

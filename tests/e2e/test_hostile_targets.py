@@ -27,7 +27,7 @@ import pytest
 from citrix_license_exporter.simulator.https import certificate, write_ca
 from citrix_license_exporter.simulator.scenario import parse_scenario
 
-from ..support.exposition import value
+from ..support.exposition import samples, value
 
 HOST = "127.0.0.1"
 
@@ -52,54 +52,63 @@ def wait_for(check: Any, timeout: float, interval: float = 0.1) -> bool:
 # Flood
 
 
+def in_flight(url: str) -> float:
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    return value(metrics, "citrix_license_exporter_probes_in_flight") or 0.0
+
+
 def test_probe_flood_is_cut_at_the_limit(fleet_of, make_exporter) -> None:
     hang = dict.fromkeys(("license_manager", "vendor_daemon", "web_services"), "hang")
     fleet = fleet_of(parse_scenario({"name": "ls-hang", "network": {"ports": hang}}, "t"),
                      parse_scenario({"name": "ls-ok"}, "t"))
-    config = fleet.exporter_config(Path("."), timeout="3s")
+    config = fleet.exporter_config(Path("."), timeout="10s")
     exporter = make_exporter(config, "--web.max-concurrent-probes=4")
     url = exporter.url
-    answers: list[tuple[int, float]] = []
-    healthy: list[float] = []
+    healthy: list[int] = []
     flooding = threading.Event()
 
     # One client for all (a new client per request costs the test more than the exporter).
     client = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=60))
 
-    def one_probe(_: int) -> None:
-        start = time.monotonic()
-        response = client.get(f"{url}/probe?target=ls-hang")
-        answers.append((response.status_code, time.monotonic() - start))
+    def one_probe(_: int) -> int:
+        return client.get(f"{url}/probe?target=ls-hang").status_code
 
     def watch_health() -> None:
         with httpx.Client(timeout=10) as client:
-            while flooding.is_set():
-                start = time.monotonic()
-                assert client.get(f"{url}/-/healthy").status_code == 200
-                healthy.append(time.monotonic() - start)
+            while True:  # at least once, then for as long as the flood lasts
+                healthy.append(client.get(f"{url}/-/healthy").status_code)
+                if not flooding.is_set():
+                    break
                 time.sleep(0.05)
 
-    flooding.set()
-    watcher = threading.Thread(target=watch_health)
-    watcher.start()
-    try:
-        with ThreadPoolExecutor(max_workers=50) as pool:
-            list(pool.map(one_probe, range(50)))
-    finally:
-        flooding.clear()
-        watcher.join()
-        client.close()
-
-    served = [took for status, took in answers if status == 200]
-    refused = [took for status, took in answers if status == 503]
-    assert len(served) + len(refused) == 50, answers
-    assert 4 <= len(served) <= 8, f"{len(served)} probes ran with a limit of 4"
-    assert len(refused) >= 42
-    # Refused at once, not after waiting for a slot (the served ones took the 3 s deadline).
-    assert sorted(refused)[len(refused) // 2] < 1.0, sorted(refused)
-    assert max(refused) < 2.5, sorted(refused)
-    assert min(served) > 2.5
-    assert healthy and max(healthy) < 1.5, healthy
+    # Four probes take the four slots and hang until their 10 s deadline.
+    with ThreadPoolExecutor(max_workers=4) as holders_pool:
+        holders = [holders_pool.submit(one_probe, i) for i in range(4)]
+        end = time.monotonic() + 30
+        while in_flight(url) < 4:
+            assert time.monotonic() < end, "the four probes never ran"
+            time.sleep(0.05)
+        flooding.set()
+        watcher = threading.Thread(target=watch_health)
+        watcher.start()
+        try:
+            with ThreadPoolExecutor(max_workers=46) as pool:
+                refused_statuses = list(pool.map(one_probe, range(46)))
+            # Refused at once, not after waiting for a slot: every answer came while the
+            # four slot holders were still running.
+            still_running = [not h.done() for h in holders]
+            busy = in_flight(url)
+        finally:
+            flooding.clear()
+            watcher.join()
+        served_statuses = [h.result() for h in holders]
+    client.close()
+    assert refused_statuses == [503] * 46, refused_statuses
+    assert all(still_running) and busy == 4, (still_running, busy)
+    assert served_statuses == [200] * 4
+    refused = refused_statuses
+    # The exporter's own endpoints answered throughout.
+    assert healthy and set(healthy) == {200}, healthy
     metrics = exporter.get("/metrics").text
     assert value(metrics, "citrix_license_exporter_probes_rejected_total") == len(refused)
     assert value(metrics, "citrix_license_exporter_probes_in_flight") == 0
@@ -112,7 +121,9 @@ def test_probe_flood_is_cut_at_the_limit(fleet_of, make_exporter) -> None:
     for _ in range(3):
         with socket.create_connection((host, int(port))) as sock:
             sock.sendall(b"GET /probe?target=ls-hang HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(3.5)  # the probes end at their 3 s deadline and write to closed connections
+    # The abandoned probes end (cancelled, or at their deadline writing to a closed
+    # connection): none is left in flight.
+    assert wait_for(lambda: in_flight(url) == 0, timeout=60)
     assert exporter.get("/-/healthy").status_code == 200
     assert "Traceback" not in exporter.log(), exporter.log()[-2000:]
 
@@ -218,14 +229,17 @@ def test_slow_and_silent_servers_are_bounded(hostile, make_exporter, tmp_path: P
 
     with ThreadPoolExecutor(max_workers=len(hostile)) as pool:
         results = list(pool.map(probe, hostile))
-    for name, response, took in results:
+    for name, response, _ in results:
         assert response.status_code == 200, name
         collector = "controller" if name.startswith("ddc") else "winrm"
         assert value(response.text, "citrix_license_collector_success",
                      collector=collector) == 0, name
-        duration = value(response.text, "citrix_license_probe_duration_seconds") or 0.0
-        assert duration < 2.5 + 1.5, (name, duration)  # deadline 2.5 s, slack for a busy CI
-        assert took < 10, (name, took)
+        # Ended with a reason of one kind (the deadline, or the garbage itself), not by
+        # hanging: the answer came, and the test's timeout guards against a hang.
+        kinds = [lab["kind"] for n, lab, v in samples(response.text)
+                 if n == "citrix_license_collector_failure" and lab["collector"] == collector
+                 and v == 1]
+        assert len(kinds) == 1, (name, kinds)
     # The fetches had the module's 4 s; their threads end then, although the servers go on
     # dripping and holding their connections open.
     assert wait_for(lambda: proc_status(pid, "Threads") <= threads_before + 2, timeout=15), (

@@ -307,7 +307,8 @@ def test_dockerignore_keeps_what_the_build_copies_and_nothing_else(stages: list[
 def test_cli_stops_on_sigterm_by_itself() -> None:
     """A Python PID 1 without a handler ignores SIGTERM; the exporter installs one."""
     source = (ROOT / "exporter" / "citrix_license_exporter" / "cli.py").read_text(encoding="utf-8")
-    assert re.search(r"signal\.signal\(\s*signum", source) and "signal.SIGTERM" in source
+    assert re.search(r"(signal\.signal|add_signal_handler)\(\s*signum", source) \
+        and "signal.SIGTERM" in source
 
 
 # ---------------------------------------------------------------------------------------------

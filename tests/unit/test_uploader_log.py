@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import time
 from pathlib import Path
 
 import pytest
@@ -112,13 +111,13 @@ def test_a_huge_unclosed_block_is_not_swallowed() -> None:
     assert [a.time for a in parse_uploader_log(data, truncated=False)] == [NOV27]
 
 
-def test_oversized_noisy_tail_parses_fast() -> None:
+def test_oversized_noisy_tail_parses() -> None:
+    # 2.5 MB of noise around one block: a parser that backtracks over the noise would not end
+    # within the test timeout. How fast it is belongs to `make bench`, not to an assertion.
     noise = b"2026-11-27 02:00:01 CtxUploader verbose line with some text\r\n" * 20_000
     data = noise + block(1795744830).encode() + noise
-    start = time.monotonic()
     attempts = parse_uploader_log(data, truncated=True)
-    assert time.monotonic() - start < 2.0
-    assert len(attempts) == 1
+    assert [a.time for a in attempts] == [NOV27]
 
 
 def test_garbage_bytes_do_not_crash() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import http.client
 import ipaddress
 import logging
 import os
@@ -16,7 +17,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -345,18 +345,22 @@ def test_client_allowed_sans(tmp_path: Path, pki, serve) -> None:
 def test_silent_client_neither_blocks_others_nor_holds_its_thread(
     tmp_path: Path, pki, serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(webconfig, "HANDSHAKE_TIMEOUT", 1.0)
+    monkeypatch.setattr(webconfig, "HANDSHAKE_TIMEOUT", 4.0)
     running = serve(write(tmp_path / "web.yml", tls_yaml(pki)))
     silent = [socket.create_connection((HOST, running.port)) for _ in range(5)]
     dripping = socket.create_connection((HOST, running.port))
     dripping.sendall(b"\x16")  # the first byte of a ClientHello, then nothing
     try:
-        start = time.monotonic()
         assert running.get(verify=client_context(pki["server_ca"])).status_code == 200
-        assert time.monotonic() - start < 2.0
+        # Answered while every silent connection is still held open by the server: it did
+        # not wait for their handshakes to time out first.
+        for sock in [*silent, dripping]:
+            sock.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                sock.recv(1)
         # The server gives up on each of them after the handshake timeout.
         for sock in [*silent, dripping]:
-            sock.settimeout(5)
+            sock.settimeout(20)
             assert sock.recv(1) == b""
     finally:
         for sock in [*silent, dripping]:
@@ -444,15 +448,9 @@ def test_successful_checks_are_cached(
         return real(password, hashed_password)
 
     monkeypatch.setattr(webauth.bcrypt, "checkpw", counting)
-    start = time.monotonic()
-    assert running.get(auth=("u", "pw")).status_code == 200
-    first = time.monotonic() - start
-    start = time.monotonic()
-    for _ in range(10):
+    for _ in range(11):
         assert running.get(auth=("u", "pw")).status_code == 200
-    cached = (time.monotonic() - start) / 10
     assert len(calls) == 1, "a cached password was checked with bcrypt again"
-    assert cached < first / 3, (first, cached)
     # A wrong password is never served from the cache.
     assert running.get(auth=("u", "pw2")).status_code == 401
     assert len(calls) == 2
@@ -532,21 +530,62 @@ def test_command_line_serves_tls_with_basic_auth(tmp_path: Path, pki) -> None:
         exporter.wait_for_log(r"web config loaded.*tls=True.*basic_auth_users=1")
 
 
-def test_kept_alive_tls_connection_answers_without_delay(tmp_path: Path, pki, serve) -> None:
-    """Prometheus keeps its connection open: no 40 ms Nagle/delayed-ACK stall per answer, and
-    no bcrypt per answer (the check is cached)."""
+def server_side_socket_option(local: tuple[str, int], peer: tuple[str, int], level: int,
+                              option: int) -> int:
+    """An option of the server's end of one connection, found among this process's open file
+    descriptors (the server runs in-process): whatever the server is built on."""
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue  # not a socket
+        try:
+            if sock.getsockname()[:2] == local and sock.getpeername()[:2] == peer:
+                return sock.getsockopt(level, option)
+        except OSError:
+            pass
+        finally:
+            sock.close()  # the duplicate only
+    raise AssertionError(f"no server socket for {peer} -> {local}")
+
+
+def test_kept_alive_tls_connection_answers_without_delay(
+    tmp_path: Path, pki, serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prometheus keeps its connection open: TCP_NODELAY on it (else Nagle's algorithm and the
+    client's delayed ACK add about 40 ms to every answer), and no bcrypt per answer (the check
+    is cached). The mechanism is asserted, not a latency."""
+    calls: list[int] = []
+    real = bcrypt.checkpw
+
+    def counting(password: bytes, hashed_password: bytes) -> bool:
+        calls.append(1)
+        return real(password, hashed_password)
+
+    monkeypatch.setattr(webauth.bcrypt, "checkpw", counting)
     text = tls_yaml(pki) + f"basic_auth_users: {{p: '{FAST}'}}\n"
     running = serve(write(tmp_path / "web.yml", text))
-    with httpx.Client(verify=client_context(pki["server_ca"]), auth=("p", "s3cret-pw"),
-                      timeout=10) as client:
-        assert client.get(running.url + "/metrics").status_code == 200
-        took = []
-        for _ in range(15):
-            start = time.monotonic()
-            assert client.get(running.url + "/-/healthy").status_code == 200
-            took.append(time.monotonic() - start)
-    took.sort()
-    assert took[len(took) // 2] < 0.02, took
+    auth = "Basic " + base64.b64encode(b"p:s3cret-pw").decode()
+    connection = http.client.HTTPSConnection(HOST, running.port, timeout=10,
+                                             context=client_context(pki["server_ca"]))
+    try:
+        sockets = []
+        for path in ["/metrics"] + ["/-/healthy"] * 15:
+            connection.request("GET", path, headers={"Authorization": auth})
+            answer = connection.getresponse()
+            answer.read()
+            assert answer.status == 200
+            sockets.append(connection.sock)
+        # Every answer came on this one connection (http.client reconnects silently
+        # otherwise: then the socket would be a new one).
+        assert connection.sock is not None and all(s is sockets[0] for s in sockets)
+        client_end = connection.sock.getsockname()[:2]
+        nodelay = server_side_socket_option((HOST, running.port), client_end,
+                                            socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        connection.close()
+    assert nodelay != 0, "TCP_NODELAY is not set on the server's end of the connection"
+    assert len(calls) == 1
 
 
 # ---------------------------------------------------------------------------------------------

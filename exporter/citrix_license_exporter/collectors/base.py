@@ -75,7 +75,7 @@ class Deadline:
         """The remaining seconds, or a CollectorError naming ``what`` when none are left."""
         left = self.remaining()
         if left <= 0.0:
-            raise CollectorError(f"probe deadline reached before {what}")
+            raise CollectorError(f"probe deadline reached before {what}", kind=FailureKind.TIMEOUT)
         return left
 
 

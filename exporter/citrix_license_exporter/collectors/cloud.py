@@ -36,7 +36,8 @@ from ..citrix.cloud_api import (
 )
 from ..citrix.controller_api import APIFormatError
 from ..config import CloudConfig, ModuleConfig, Secret, TargetConfig
-from .base import CollectorError, Deadline
+from .base import CollectorError, Deadline, FailureKind
+from .failures import classify
 from .httpjson import HTTPStatusError, new_client, request_json
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class _Fetched:
     error: str | None
     fetched_at: datetime
     fetched_mono: float
+    kind: FailureKind | None = None
 
 
 ListKey = tuple[str, str, str, Secret | None, Secret | None]
@@ -95,12 +97,12 @@ class CloudCollector:
     def collect(self, target: TargetConfig, module: ModuleConfig, deadline: Deadline) -> CloudData:
         config = module.cloud
         if config is None:
-            raise CollectorError("the module has no cloud section")
+            raise CollectorError("the module has no cloud section", kind=FailureKind.INTERNAL)
         fetched = self._shared_list(config, module.timeout, deadline)
         if fetched.servers is None:
             left = max(0.0, config.cache_interval - (time.monotonic() - fetched.fetched_mono))
             raise CollectorError(
-                f"{fetched.error} (next attempt in {left:.0f}s)", logged=True
+                f"{fetched.error} (next attempt in {left:.0f}s)", kind=fetched.kind, logged=True
             )
         fqdn = normalise_fqdn(target.cloud_fqdn or target.address)
         return CloudData(
@@ -140,7 +142,7 @@ class CloudCollector:
             if not waiting.wait(deadline.remaining()):
                 raise CollectorError(
                     "probe deadline reached while another probe fetched the Citrix Cloud list",
-                    logged=True,
+                    kind=FailureKind.TIMEOUT, logged=True,
                 )
             with entry.lock:
                 assert entry.last is not None
@@ -156,7 +158,7 @@ class CloudCollector:
                 extra={"fields": {"customer_id": config.customer_id, "servers": len(servers)}},
             )
         except CollectorError as exc:
-            fetched = _Fetched(None, str(exc), datetime.now(UTC), time.monotonic())
+            fetched = _Fetched(None, str(exc), datetime.now(UTC), time.monotonic(), classify(exc))
             log.warning(
                 "Citrix Cloud License Server list unavailable; retried after cache_interval",
                 extra={"fields": {"customer_id": config.customer_id, "reason": str(exc),
@@ -164,7 +166,7 @@ class CloudCollector:
             )
         except Exception as exc:  # never leave waiters hanging
             fetched = _Fetched(None, f"{type(exc).__name__}: {exc}", datetime.now(UTC),
-                               time.monotonic())
+                               time.monotonic(), FailureKind.INTERNAL)
             log.warning("Citrix Cloud License Server list fetch crashed",
                         extra={"fields": {"customer_id": config.customer_id,
                                           "reason": fetched.error}})
@@ -198,7 +200,8 @@ class CloudCollector:
                         raise CollectorError(
                             f"{exc}: Citrix Cloud does not give this API client the License "
                             "Server list (the licensing API is not documented for every "
-                            "customer; see docs/controller-and-cloud.md)"
+                            "customer; see docs/controller-and-cloud.md)",
+                            kind=FailureKind.AUTH,
                         ) from None
                     raise
             else:  # pragma: no cover - the loop always breaks or raises
@@ -206,7 +209,7 @@ class CloudCollector:
         try:
             return parse_license_servers(answer.body)
         except APIFormatError as exc:
-            raise CollectorError(f"{what}: {exc}") from None
+            raise CollectorError(f"{what}: {exc}", kind=FailureKind.PARSE) from None
 
     @staticmethod
     def _token(
@@ -218,7 +221,7 @@ class CloudCollector:
         url = f"{config.trust_url}/root/tokens/clients"
         what = f"POST {url}"
         if config.client_id is None or config.client_secret is None:
-            raise CollectorError(f"{what}: no API client configured")
+            raise CollectorError(f"{what}: no API client configured", kind=FailureKind.AUTH)
         try:
             answer = request_json(
                 client, "POST", url, what=what, deadline=deadline,
@@ -229,13 +232,14 @@ class CloudCollector:
         except HTTPStatusError as exc:
             if exc.status in (400, 401, 403):
                 raise CollectorError(
-                    f"{what}: HTTP {exc.status}: Citrix Cloud rejected the API client"
+                    f"{what}: HTTP {exc.status}: Citrix Cloud rejected the API client",
+                    kind=FailureKind.AUTH,
                 ) from None
             raise
         try:
             token = parse_cloud_token(answer.body)
         except APIFormatError as exc:
-            raise CollectorError(f"{what}: {exc}") from None
+            raise CollectorError(f"{what}: {exc}", kind=FailureKind.PARSE) from None
         lifetime = token.lifetime.total_seconds()
         entry.token = token.value
         entry.token_renew_at = time.monotonic() + lifetime - min(TOKEN_RENEW_MARGIN, lifetime / 10)

@@ -39,7 +39,8 @@ from ..citrix.controller_api import (
     select_sites,
 )
 from ..config import ControllerConfig, ModuleConfig, Secret, TargetConfig
-from .base import CollectorError, Deadline
+from .base import CollectorError, Deadline, FailureKind
+from .failures import classify
 from .httpjson import HTTPStatusError, new_client, request_json
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ class ControllerData:
 
 class AuthenticationFailed(CollectorError):
     """The controller rejected the credentials: no other controller is tried."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind=FailureKind.AUTH)
 
 
 @dataclass
@@ -148,7 +152,7 @@ class ControllerCollector:
             login_lock = self._login_locks.setdefault(key, threading.Lock())
         if not login_lock.acquire(timeout=session.deadline.remaining()):
             raise CollectorError(f"POST {session.api}/Tokens: probe deadline reached while "
-                                 "another probe was logging in")
+                                 "another probe was logging in", kind=FailureKind.TIMEOUT)
         try:
             with self._lock:
                 held = self._tokens.get(key)
@@ -186,7 +190,7 @@ class ControllerCollector:
         try:
             token = parse_token(answer.body, answer.date, datetime.now(UTC))
         except APIFormatError as exc:
-            raise CollectorError(f"{what}: {exc}") from None
+            raise CollectorError(f"{what}: {exc}", kind=FailureKind.PARSE) from None
         lifetime = token.lifetime.total_seconds()
         renew_at = time.monotonic() + lifetime - min(TOKEN_RENEW_MARGIN, max(lifetime, 0) / 10)
         log.debug("controller token obtained",
@@ -207,6 +211,7 @@ class ControllerCollector:
                 "no Delivery Controllers configured for this target (target key controllers)"
             )
         failures: list[str] = []
+        kinds: list[FailureKind] = []
         with new_client(config.tls) as client:
             for base in target.controllers:
                 session = _Session(self, client, base, config, deadline)
@@ -216,20 +221,24 @@ class ControllerCollector:
                     raise
                 except CollectorError as exc:
                     failures.append(str(exc))
+                    kinds.append(classify(exc))
                 if deadline.expired():
                     break
+        # The first controller's kind: the others are fallbacks.
         if len(failures) == 1:
-            raise CollectorError(failures[0])
+            raise CollectorError(failures[0], kind=kinds[0])
         raise CollectorError(f"no controller answered ({len(failures)} tried): "
-                             + "; ".join(failures))
+                             + "; ".join(failures), kind=kinds[0] if kinds else None)
 
     def _collect(self, session: _Session, target: TargetConfig) -> ControllerData:
         try:
             refs = select_sites(parse_site_list(session.get("/Sites")), target.site)
         except APIFormatError as exc:
-            raise CollectorError(f"GET {session.api}/Sites: {exc}") from None
+            raise CollectorError(f"GET {session.api}/Sites: {exc}",
+                                 kind=FailureKind.PARSE) from None
         except LookupError as exc:
-            raise CollectorError(f"{session.base}: {exc.args[0]}") from None
+            raise CollectorError(f"{session.base}: {exc.args[0]}",
+                                 kind=FailureKind.PROTOCOL) from None
         sites = []
         for ref in refs:
             path = f"/Sites/{quote(ref.id, safe='')}"
@@ -238,7 +247,8 @@ class ControllerCollector:
             try:
                 site = parse_site(detail, overview)
             except APIFormatError as exc:
-                raise CollectorError(f"GET {session.api}{path}: {exc}") from None
+                raise CollectorError(f"GET {session.api}{path}: {exc}",
+                                     kind=FailureKind.PARSE) from None
             if site.unrecognised_status is not None:
                 self._report_once(session.base, site.unrecognised_status)
             sites.append(site)

@@ -1,22 +1,28 @@
 """HTTPS requests answering JSON, for the ``controller`` and ``cloud`` collectors.
 
-Every request is bounded by the probe deadline: connect and read timeouts never exceed what is
-left, the body is read in chunks with the deadline checked between them and a size cap
-(``max_response_bytes``; a larger Content-Length fails before reading). A 429 or 503 answer
-with ``Retry-After`` is retried after that wait only when the wait fits in the time left;
-otherwise the request fails at once with a reason saying so (the API asked us to back off, so
-no blind retries). Failure reasons name the method and URL but never a header or a body:
-neither may leak a credential into the log.
+Every request is bounded by the probe deadline as a whole, however the server paces its
+bytes: connect and read timeouts never exceed what is left, and at the deadline a watchdog
+shuts the request's connections down, so a server that sends its headers (or its body) a byte
+a second is cut off there and holds no socket or worker past it. The body is read in chunks
+with a size cap (``max_response_bytes``; a larger Content-Length fails before reading).
+A 429 or 503 answer with ``Retry-After`` is retried after that wait only when the wait fits in
+the time left; otherwise the request fails at once with a reason saying so (the API asked us
+to back off, so no blind retries). Failure reasons name the method and URL but never a header
+or a body: neither may leak a credential into the log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import socket
 import ssl
+import threading
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -25,9 +31,13 @@ from typing import Any
 import httpx
 
 from .. import __version__
-from ..config import TLSConfig
+from ..config import TLSConfig, redact_url
 from ..redaction import shorten
-from .base import CollectorError, Deadline
+from ..tlscontext import client_context
+from .base import CollectorError, Deadline, FailureKind
+from .failures import classify, status_kind
+
+log = logging.getLogger(__name__)
 
 # httpx logs every request at INFO; keep the exporter's log to its own lines.
 for _noisy in ("httpx", "httpcore"):
@@ -44,7 +54,7 @@ class HTTPStatusError(CollectorError):
     """The server answered, with a status that is not 2xx."""
 
     def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
+        super().__init__(message, kind=status_kind(status))
         self.status = status
 
 
@@ -59,18 +69,66 @@ class JSONAnswer:
 def new_client(tls: TLSConfig) -> httpx.Client:
     """A client verifying TLS per the module (on by default, with an optional CA file).
     Redirects are not followed: a credential must not travel to another host."""
-    verify: ssl.SSLContext | bool = False
-    if not tls.insecure_skip_verify:
-        try:
-            verify = ssl.create_default_context(cafile=tls.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise CollectorError(f"cannot load the CA file {tls.ca_file}: {exc}") from None
+    try:
+        verify = client_context(tls.ca_file, verify=not tls.insecure_skip_verify)
+    except (OSError, ssl.SSLError) as exc:
+        raise CollectorError(f"cannot load the CA file {tls.ca_file}: {exc}",
+                             kind=FailureKind.TLS) from None
     return httpx.Client(
         verify=verify,
         follow_redirects=False,
         headers={"Accept": "application/json",
                  "User-Agent": f"citrix-license-exporter/{__version__}"},
     )
+
+
+#: The sockets each client has connected (recorded through httpcore's documented ``trace``
+#: request extension), so that a deadline can shut them down.
+_SOCKETS: weakref.WeakKeyDictionary[httpx.Client, list[socket.socket]] = (
+    weakref.WeakKeyDictionary()
+)
+_SOCKETS_LOCK = threading.Lock()
+
+
+def _tracer(client: httpx.Client) -> Any:
+    def trace(event: str, info: Mapping[str, Any]) -> None:
+        # The TCP socket, and for HTTPS the TLS socket that takes its descriptor over.
+        if event not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with _SOCKETS_LOCK:
+                known = _SOCKETS.setdefault(client, [])
+                known[:] = [s for s in known if s.fileno() != -1]
+                known.append(sock)
+
+    return trace
+
+
+@contextlib.contextmanager
+def _deadline_watch(client: httpx.Client, deadline: Deadline) -> Iterator[threading.Event]:
+    """Shut the client's connections down at ``deadline`` (a blocked read then ends at once);
+    the event tells that it happened."""
+    fired = threading.Event()
+
+    def expire() -> None:
+        fired.set()
+        with _SOCKETS_LOCK:
+            sockets = list(_SOCKETS.get(client, ()))
+        for sock in sockets:
+            with contextlib.suppress(OSError, ValueError):
+                # The kernel-level shutdown (the base class's, also for a TLS socket, whose
+                # own shutdown() would drop its TLS state under the reading thread).
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    timer = threading.Timer(deadline.remaining(), expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -115,29 +173,45 @@ def _send(
 ) -> tuple[httpx.Response, bytes]:
     left = deadline.check(what)
     timeout = httpx.Timeout(left, connect=min(CONNECT_TIMEOUT, left))
-    try:
-        with client.stream(
-            method, url, headers=headers, json=json_body, auth=auth, timeout=timeout
-        ) as response:
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise CollectorError(
-                    f"{what}: answer of {declared} bytes exceeds max_response_bytes ({max_bytes})"
-                )
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
+    started = time.monotonic()
+    with _deadline_watch(client, deadline) as fired:
+        try:
+            with client.stream(
+                method, url, headers=headers, json=json_body, auth=auth, timeout=timeout,
+                extensions={"trace": _tracer(client)},
+            ) as response:
+                # The request line only (query values masked): never a header or a body.
+                log.debug("http answer", extra={"fields": {
+                    "request": f"{method} {redact_url(url)}", "status": response.status_code,
+                    "seconds": round(time.monotonic() - started, 3)}})
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
                     raise CollectorError(
-                        f"{what}: answer exceeds max_response_bytes ({max_bytes})"
+                        f"{what}: answer of {declared} bytes exceeds max_response_bytes "
+                        f"({max_bytes})", kind=FailureKind.LIMIT,
                     )
-                if deadline.expired():
-                    raise CollectorError(f"{what}: probe deadline reached while reading the answer")
-                chunks.append(chunk)
-            return response, b"".join(chunks)
-    except httpx.HTTPError as exc:
-        raise CollectorError(f"{what}: {_transport_reason(exc)}") from None
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise CollectorError(
+                            f"{what}: answer exceeds max_response_bytes ({max_bytes})",
+                            kind=FailureKind.LIMIT,
+                        )
+                    if deadline.expired():
+                        raise CollectorError(
+                            f"{what}: probe deadline reached while reading the answer",
+                            kind=FailureKind.TIMEOUT,
+                        )
+                    chunks.append(chunk)
+                return response, b"".join(chunks)
+        except httpx.HTTPError as exc:
+            if fired.is_set():
+                raise CollectorError(f"{what}: probe deadline reached before the answer was "
+                                     "complete", kind=FailureKind.TIMEOUT) from None
+            raise CollectorError(f"{what}: {_transport_reason(exc)}",
+                                 kind=classify(exc)) from None
 
 
 def request_json(
@@ -188,11 +262,13 @@ def request_json(
         try:
             parsed = json.loads(body.decode("utf-8"))
         except UnicodeDecodeError:
-            raise CollectorError(f"{what}: answer is not UTF-8 text") from None
+            raise CollectorError(f"{what}: answer is not UTF-8 text",
+                                 kind=FailureKind.PARSE) from None
         except json.JSONDecodeError as exc:
             raise CollectorError(
-                f"{what}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+                f"{what}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+                kind=FailureKind.PARSE,
             ) from None
         if isinstance(parsed, float) and not math.isfinite(parsed):
-            raise CollectorError(f"{what}: invalid JSON (not a document)")
+            raise CollectorError(f"{what}: invalid JSON (not a document)", kind=FailureKind.PARSE)
         return JSONAnswer(status, parsed, response.headers.get("Date"))

@@ -1,29 +1,40 @@
 """The ``probe`` collector: TCP reachability of the licensing ports and the Web Services
 certificate. Needs no credentials; runs on every scrape (it is cheap and is what tells
 "License Server down" apart from everything else).
+
+Every check runs on the event loop, none in a thread: non-blocking connects, and the standard
+library's TLS handshake driven over an ``ssl.MemoryBIO`` pair (asyncio's own TLS streams cost
+twice the CPU per handshake and hold a 256 KiB buffer per connection, docs/performance.md).
+One connection to the Web Services port serves both its port check and the certificate read;
+a second handshake, with a context that does not judge the certificate, happens only when
+verification is on and fails (so the expiry is reported either way).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ipaddress
 import logging
 import os
 import socket
 import ssl
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography import x509
 
 from ..config import ModuleConfig, TargetConfig
-from .base import CollectorError, Deadline
+from ..tlscontext import client_context, read_only_context
+from .base import CollectorError, Deadline, FailureKind
 
 log = logging.getLogger(__name__)
 
 #: The checks end this long before the probe deadline, so that a partial result (ports up, the
 #: certificate not read because the handshake stalled) reaches the probe before it stops waiting.
-RESULT_MARGIN = 0.25
+RESULT_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -54,156 +65,273 @@ class NetworkData:
     license_server_version: str | None = None  # the network probe cannot know the version
 
 
-def _connect(host: str, port: int, deadline: Deadline) -> socket.socket:
-    timeout = deadline.check(f"connecting to port {port}")
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, CollectorError):
+        return str(exc)
+    message = getattr(exc, "strerror", None) or str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+async def resolve(host: str) -> list[tuple[int, str]]:
+    """(family, address) of ``host``; an IP address needs no lookup."""
     try:
-        return socket.create_connection((host, port), timeout=timeout)
-    except TimeoutError:
-        raise CollectorError(f"port {port}: connection timed out") from None
-    except ConnectionRefusedError:
-        raise CollectorError(f"port {port}: connection refused") from None
-    except OSError as exc:
-        raise CollectorError(f"port {port}: {exc.strerror or exc}") from None
-
-
-def check_port(name: str, host: str, port: int, deadline: Deadline) -> PortCheck:
-    start = time.monotonic()
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, str(ip))]
     try:
-        sock = _connect(host, port, deadline)
-    except CollectorError as exc:
-        return PortCheck(name, port, False, time.monotonic() - start, str(exc))
-    sock.close()
-    return PortCheck(name, port, True, time.monotonic() - start)
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, None, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+    except socket.gaierror as exc:
+        raise CollectorError(f"cannot resolve {host[:100]!r}: {exc.strerror or exc}",
+                             kind=FailureKind.DNS) from None
+    except UnicodeError:
+        raise CollectorError(f"{host[:100]!r} is not a valid host name",
+                             kind=FailureKind.DNS) from None
+    seen: list[tuple[int, str]] = []
+    for family, _, _, _, sockaddr in infos:
+        entry = (int(family), str(sockaddr[0]))
+        if entry not in seen:
+            seen.append(entry)
+    if not seen:
+        raise CollectorError(f"cannot resolve {host[:100]!r}", kind=FailureKind.DNS)
+    return seen
 
 
-def _handshake(
-    host: str, port: int, deadline: Deadline, context: ssl.SSLContext
+async def connect(addresses: list[tuple[int, str]], port: int) -> socket.socket:
+    """A connected non-blocking socket to the first address that accepts; the caller's
+    cancellation (the deadline) stops it."""
+    loop = asyncio.get_running_loop()
+    error: OSError | None = None
+    for family, address in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, (address, port))
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    if isinstance(error, ConnectionResetError):
+        # A reset (not a refusal) while connecting: the server accepted the connection and
+        # reset it at once. The port is reachable; nothing can be read from it.
+        raise AcceptedThenReset(f"port {port}: connection reset right after it was accepted",
+                                kind=FailureKind.REFUSED)
+    if isinstance(error, ConnectionRefusedError):
+        raise CollectorError(f"port {port}: connection refused", kind=FailureKind.REFUSED)
+    reason = os.strerror(error.errno) if error is not None and error.errno else str(error)
+    raise CollectorError(f"port {port}: {reason}", kind=FailureKind.REFUSED)
+
+
+class AcceptedThenReset(CollectorError):
+    """The TCP connection was accepted, then reset before the loop saw it complete."""
+
+
+async def tls_handshake(
+    sock: socket.socket, context: ssl.SSLContext, host: str, port: int
 ) -> bytes:
-    sock = _connect(host, port, deadline)
-    try:
-        sock.settimeout(deadline.check("the TLS handshake"))
-        with context.wrap_socket(sock, server_hostname=host) as tls:
-            der = tls.getpeercert(binary_form=True)
-    except ssl.SSLCertVerificationError:
-        raise
-    except (ssl.SSLError, OSError) as exc:
-        raise CollectorError(f"port {port}: TLS handshake failed: {exc}") from None
-    finally:
-        sock.close()
+    """The server's certificate (DER) after a client handshake over ``sock``."""
+    loop = asyncio.get_running_loop()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    # As with a socket: SNI for a name, none for an IP address (Python sends none for one).
+    tls = context.wrap_bio(incoming, outgoing, server_side=False, server_hostname=host)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                await loop.sock_sendall(sock, outgoing.read())
+            data = await loop.sock_recv(sock, 32768)
+            if not data:
+                raise CollectorError(f"port {port}: TLS handshake failed: connection closed",
+                                     kind=FailureKind.TLS) from None
+            incoming.write(data)
+    if outgoing.pending:  # the client's Finished
+        with contextlib.suppress(OSError):
+            await loop.sock_sendall(sock, outgoing.read())
+    der = tls.getpeercert(binary_form=True)
     if not der:
-        raise CollectorError(f"port {port}: no certificate presented")
+        raise CollectorError(f"port {port}: no certificate presented", kind=FailureKind.TLS)
     return der
 
 
-# TLS contexts are built once and shared (an SSLContext is safe to use from many threads):
-# building one that loads a CA store costs ~50 ms of CPU with OpenSSL 3 (the system bundle is
-# parsed each time), which made it most of a network probe's cost (docs/performance.md).
+async def check_port(
+    name: str, addresses: list[tuple[int, str]], port: int, found: dict[str, PortCheck]
+) -> socket.socket:
+    """Connect; record the check in ``found`` (so a later stall keeps it); the socket stays
+    open for the caller (which closes it)."""
+    start = time.monotonic()
+    try:
+        sock = await connect(addresses, port)
+    except AcceptedThenReset:
+        found[name] = PortCheck(name, port, True, time.monotonic() - start)
+        raise
+    except CollectorError as exc:
+        seconds = time.monotonic() - start
+        log.debug("port closed", extra={"fields": {"port": port, "name": name,
+                                                   "reason": str(exc),
+                                                   "seconds": round(seconds, 3)}})
+        found[name] = PortCheck(name, port, False, seconds, str(exc))
+        raise
+    seconds = time.monotonic() - start
+    log.debug("port open", extra={"fields": {"port": port, "name": name,
+                                             "seconds": round(seconds, 3)}})
+    found[name] = PortCheck(name, port, True, seconds)
+    return sock
 
 
-def _read_only_context() -> ssl.SSLContext:
-    """Reads the certificate without judging it: nothing to verify, so no CA store."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+async def _port_only(
+    name: str, addresses: list[tuple[int, str]], port: int, found: dict[str, PortCheck]
+) -> None:
+    with contextlib.suppress(CollectorError):
+        sock = await check_port(name, addresses, port, found)
+        sock.close()
 
 
-_READ_ONLY_CONTEXT = _read_only_context()
-_VERIFYING: dict[str | None, tuple[tuple[int, int] | None, ssl.SSLContext]] = {}
-_VERIFYING_LOCK = threading.Lock()
-
-
-def _verifying_context(ca_file: str | None) -> ssl.SSLContext:
-    """The verifying context for ``ca_file`` (None: the system store), built again when the
-    file changes (mtime or size), so an updated CA file is used without a restart."""
-    stamp: tuple[int, int] | None = None
-    if ca_file is not None:
-        try:
-            stat = os.stat(ca_file)
-            stamp = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            stamp = None  # create_default_context below reports the problem
-    with _VERIFYING_LOCK:
-        cached = _VERIFYING.get(ca_file)
-        if cached is not None and (ca_file is None or (stamp is not None and cached[0] == stamp)):
-            return cached[1]
-        context = ssl.create_default_context(cafile=ca_file)
-        _VERIFYING[ca_file] = (stamp, context)
-        return context
-
-
-def fetch_certificate(
-    host: str, port: int, module: ModuleConfig, deadline: Deadline
+async def _port_and_certificate(
+    name: str, host: str, addresses: list[tuple[int, str]], port: int, module: ModuleConfig,
+    found: dict[str, PortCheck],
 ) -> Certificate:
+    """The Web Services port check and, on the same connection, its certificate."""
     tls = module.probe.tls
+    sock = await check_port(name, addresses, port, found)
     verified: bool | None = None
     verify_error: str | None = None
     der: bytes | None = None
-    if not tls.insecure_skip_verify:
-        try:
-            der = _handshake(host, port, deadline, _verifying_context(tls.ca_file))
-            verified = True
-        except ssl.SSLCertVerificationError as exc:
-            verified, verify_error = False, exc.verify_message or str(exc)
+    try:
+        if tls.insecure_skip_verify:
+            der = await _handshake_on(sock, read_only_context(), host, port)
+        else:
+            try:
+                der = await _handshake_on(sock, client_context(tls.ca_file), host, port)
+                verified = True
+            except ssl.SSLCertVerificationError as exc:
+                verified, verify_error = False, exc.verify_message or str(exc)
+    finally:
+        sock.close()
     if der is None:
         # Read the certificate without judging it, so its expiry is reported either way.
-        der = _handshake(host, port, deadline, _READ_ONLY_CONTEXT)
-    cert = x509.load_der_x509_certificate(der)
-    return Certificate(
-        not_after=cert.not_valid_after_utc.astimezone(UTC),
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        verified=verified,
-        verify_error=verify_error,
-    )
+        retry = await connect(addresses, port)
+        try:
+            der = await _handshake_on(retry, read_only_context(), host, port)
+        finally:
+            retry.close()
+    certificate = read_certificate(der, port, verified, verify_error)
+    log.debug("certificate read", extra={"fields": {
+        "port": port, "not_after": certificate.not_after.isoformat(),
+        "verified": verified if verified is not None else "not checked",
+        "verify_error": verify_error or ""}})
+    return certificate
+
+
+async def _handshake_on(
+    sock: socket.socket, context: ssl.SSLContext, host: str, port: int
+) -> bytes:
+    try:
+        return await tls_handshake(sock, context, host, port)
+    except ssl.SSLCertVerificationError:
+        raise
+    except (ssl.SSLError, OSError) as exc:
+        raise CollectorError(f"port {port}: TLS handshake failed: {_reason(exc)}",
+                             kind=FailureKind.TLS) from None
+
+
+def read_certificate(
+    der: bytes, port: int, verified: bool | None, verify_error: str | None
+) -> Certificate:
+    """The facts of a certificate; whatever its bytes hold, a CollectorError at worst (e.g.
+    cryptography's ValueError on a month 13)."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        return Certificate(
+            not_after=cert.not_valid_after_utc.astimezone(UTC),
+            subject=cert.subject.rfc4514_string(),
+            issuer=cert.issuer.rfc4514_string(),
+            verified=verified,
+            verify_error=verify_error,
+        )
+    except Exception as exc:
+        raise CollectorError(f"port {port}: the certificate could not be read: {_reason(exc)}",
+                             kind=FailureKind.PARSE) from None
+
+
+# The TLS contexts are built once and shared: see tlscontext.py.
 
 
 class NetworkCollector:
     name = "probe"
     cached = False
 
-    def collect(
+    async def collect_async(
         self, target: TargetConfig, module: ModuleConfig, deadline: Deadline
     ) -> NetworkData:
-        deadline = Deadline(deadline.at - min(RESULT_MARGIN, deadline.remaining() / 4))
+        # A partial result (ports up, the handshake stalled) must reach the probe in time.
+        inner = Deadline(deadline.at - min(RESULT_MARGIN, deadline.remaining() / 4))
         ports = {name: target.port(module, name) for name in module.probe.ports}
-        results: dict[str, PortCheck] = {}
-        cert_result: list[Certificate | CollectorError] = []
-
-        def port_worker(name: str, port: int) -> None:
-            results[name] = check_port(name, target.address, port, deadline)
-
-        def cert_worker() -> None:
-            port = ports[module.probe.tls_port]
-            try:
-                cert_result.append(fetch_certificate(target.address, port, module, deadline))
-            except CollectorError as exc:
-                cert_result.append(exc)
-
-        threads = [
-            threading.Thread(target=port_worker, args=(n, p), daemon=True) for n, p in ports.items()
+        tls_name = module.probe.tls_port
+        found: dict[str, PortCheck] = {}
+        try:
+            addresses = await asyncio.wait_for(resolve(target.address), inner.remaining())
+        except TimeoutError:
+            raise CollectorError(f"resolving {target.address[:100]!r} timed out",
+                                 kind=FailureKind.DNS) from None
+        loop = asyncio.get_running_loop()
+        checks = [
+            loop.create_task(_port_only(name, addresses, port, found))
+            for name, port in ports.items() if name != tls_name
         ]
-        threads.append(threading.Thread(target=cert_worker, daemon=True))
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=deadline.remaining() + 0.05)
-        checks = tuple(
-            results.get(name) or PortCheck(name, port, False, 0.0, "probe deadline exceeded")
+        cert_task = None
+        if tls_name in ports:
+            cert_task = loop.create_task(_port_and_certificate(
+                tls_name, target.address, addresses, ports[tls_name], module, found))
+        tasks: list[asyncio.Task[Any]] = [*checks]
+        if cert_task is not None:
+            tasks.append(cert_task)
+        try:
+            _, pending = await asyncio.wait(tasks, timeout=inner.remaining())
+        finally:
+            for task in tasks:
+                task.cancel()
+        if pending:
+            await asyncio.wait(pending)  # let the cancelled checks close their sockets
+        results = tuple(
+            found.get(name) or PortCheck(name, port, False, 0.0, "probe deadline exceeded")
             for name, port in ports.items()
         )
-        if not any(check.up for check in checks):
-            reasons = "; ".join(check.error or "" for check in checks)
-            raise CollectorError(f"no licensing port reachable on {target.address}: {reasons}")
+        if not any(check.up for check in results):
+            reasons = "; ".join(check.error or "" for check in results)
+            timed_out = all(check.error == "probe deadline exceeded" for check in results)
+            raise CollectorError(
+                f"no licensing port reachable on {target.address}: {reasons}",
+                kind=FailureKind.TIMEOUT if timed_out else FailureKind.REFUSED,
+            )
         certificate: Certificate | None = None
         certificate_error: str | None = None
-        if cert_result and isinstance(cert_result[0], Certificate):
-            certificate = cert_result[0]
+        if cert_task is None:
+            certificate_error = f"no port named {tls_name}"
+        elif cert_task.cancelled():
+            certificate_error = "probe deadline exceeded"
+        elif (exc := cert_task.exception()) is not None:
+            certificate_error = _reason(exc)
         else:
-            certificate_error = str(cert_result[0]) if cert_result else "probe deadline exceeded"
+            certificate = cert_task.result()
+        if certificate_error is not None:
             # Otherwise invisible: the expiry series just disappears.
             log.warning(
                 "web services certificate not read",
                 extra={"fields": {"target": target.name, "reason": certificate_error}},
             )
-        return NetworkData(checks, certificate, certificate_error)
+        return NetworkData(results, certificate, certificate_error)
+
+    def collect(
+        self, target: TargetConfig, module: ModuleConfig, deadline: Deadline
+    ) -> NetworkData:
+        """For callers outside the event loop."""
+        return asyncio.run(self.collect_async(target, module, deadline))

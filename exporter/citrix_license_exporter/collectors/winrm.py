@@ -95,6 +95,7 @@ from ..config import KerberosConfig, ModuleConfig, TargetConfig, WinRMConfig
 from ..redaction import shorten
 from . import kerberos
 from .base import CollectorError, Deadline, FailureKind
+from .failures import status_kind
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,8 @@ class _Budget:
     def left(self) -> float:
         left = self.deadline.remaining()
         if left <= 0.0 or self.aborted:
-            raise WinRMCollectorError(f"probe deadline reached while {self.phase}")
+            raise WinRMCollectorError(f"probe deadline reached while {self.phase}",
+                                      kind=FailureKind.TIMEOUT)
         return left
 
     def track(self, connection: Any) -> None:
@@ -178,7 +180,8 @@ class _Budget:
 
 
 class _ResponseTooLarge(WinRMCollectorError):
-    pass
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind=FailureKind.LIMIT)
 
 
 class _BoundedAdapter(requests.adapters.HTTPAdapter):
@@ -253,11 +256,11 @@ class _BoundedAdapter(requests.adapters.HTTPAdapter):
             response.close()
             if self.budget.aborted:
                 raise WinRMCollectorError(
-                    f"probe deadline reached while {self.budget.phase}"
+                    f"probe deadline reached while {self.budget.phase}", kind=FailureKind.TIMEOUT
                 ) from None
             raise WinRMCollectorError(
                 f"connection lost while reading the answer ({type(exc).__name__}) while "
-                f"{self.budget.phase}"
+                f"{self.budget.phase}", kind=FailureKind.REFUSED
             ) from None
         # The body, read within the cap, becomes the answer's file object (``Response.raw``,
         # requests' documented hook), and the connection goes back to the pool: NTLM and
@@ -329,14 +332,16 @@ class _SafeWSMan(WSMan):
         except WinRMTransportError as err:
             raise _http_error(err.code, err.response_text, self.budget.max_bytes) from None
         except UnicodeDecodeError:
-            raise WinRMCollectorError("unreadable WinRM answer: not UTF-8 text") from None
+            raise WinRMCollectorError("unreadable WinRM answer: not UTF-8 text",
+                                      kind=FailureKind.PARSE) from None
         root = _parse(response, self.budget.max_bytes)
         fault = parse_fault(root)
         if fault is not None:
             raise _Fault(fault, 200)
         relates_to = root.find("s:Header/wsa:RelatesTo", NS)
         if relates_to is None or (relates_to.text or "").strip() != f"uuid:{message_id}":
-            raise WinRMCollectorError("WinRM answer does not relate to the request sent")
+            raise WinRMCollectorError("WinRM answer does not relate to the request sent",
+                                      kind=FailureKind.PROTOCOL)
         return root
 
 
@@ -345,7 +350,8 @@ def _parse(data: bytes | str, max_bytes: int) -> ET.Element:
     try:
         return safe_fromstring(raw, max_bytes)
     except ParseError as exc:
-        raise WinRMCollectorError(f"unreadable WinRM answer: {exc}") from None
+        raise WinRMCollectorError(f"unreadable WinRM answer: {exc}",
+                                  kind=FailureKind.PARSE) from None
 
 
 def _http_error(status: int, text: str, max_bytes: int) -> Exception:
@@ -356,7 +362,8 @@ def _http_error(status: int, text: str, max_bytes: int) -> Exception:
             fault = None
         if fault is not None:
             return _Fault(fault, status)
-    return WinRMCollectorError(f"WinRM answered HTTP {status} without a WS-Management fault")
+    return WinRMCollectorError(f"WinRM answered HTTP {status} without a WS-Management fault",
+                               kind=status_kind(status))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -664,23 +671,31 @@ class WinRMCollector:
     def collect(self, target: TargetConfig, module: ModuleConfig, deadline: Deadline) -> WinRMData:
         cfg = module.winrm
         if cfg is None:
-            raise WinRMCollectorError(f"module {module.name} has no winrm section")
+            raise WinRMCollectorError(f"module {module.name} has no winrm section",
+                                      kind=FailureKind.INTERNAL)
         endpoint = endpoint_for(target, cfg)
         budget = _Budget(deadline, cfg.max_response_bytes, auth=cfg.auth)
         namespace: str | None = None
         started = time.monotonic()
+
+        def step(phase: str) -> None:
+            budget.phase = phase
+            log.debug("winrm step", extra={"fields": {
+                "target": target.name, "step": phase,
+                "after_seconds": round(time.monotonic() - started, 3)}})
+
         with budget.watchdog():
             client: WinRMClient | None = None
             try:
                 budget.left()
                 client = WinRMClient(endpoint, cfg, budget)
                 namespace = "root\\CitrixLicensing"
-                budget.phase = "reading WMI Citrix_GT_License_Pool"
+                step("reading WMI Citrix_GT_License_Pool")
                 pools = parse_pools(client.enumerate(POOL_URI))
-                budget.phase = "reading WMI Citrix_GT_License"
+                step("reading WMI Citrix_GT_License")
                 licenses = parse_licenses(client.enumerate(LICENSE_URI))
                 namespace = "root\\cimv2"
-                budget.phase = "reading WMI Win32_Service"
+                step("reading WMI Win32_Service")
                 services: tuple[ServiceState, ...] = ()
                 if cfg.services:
                     services = parse_services(
@@ -692,16 +707,18 @@ class WinRMCollector:
                     # answer here means the account may not list services.
                     raise WinRMCollectorError(
                         "Win32_Service lists none of the licensing services (the account needs "
-                        "read access to the Service Control Manager; see docs/windows-setup.md)"
+                        "read access to the Service Control Manager; see docs/windows-setup.md)",
+                        kind=FailureKind.AUTH,
                     )
                 namespace = None
-                budget.phase = "running the on-box script"
+                step("running the on-box script")
                 rc, stdout, stderr = client.run_script(cfg.log_tail_bytes)
                 if rc != 0:
                     raise WinRMCollectorError(
-                        f"on-box script failed (exit code {rc}): {stderr_summary(stderr)}"
+                        f"on-box script failed (exit code {rc}): {stderr_summary(stderr)}",
+                        kind=FailureKind.PROTOCOL,
                     )
-                budget.phase = "reading the on-box script output"
+                step("reading the on-box script output")
                 onbox = parse_output(stdout, cfg.log_tail_bytes)
                 data = self._data(target, pools, licenses, services, onbox,
                                   cfg.count_includes_overdraft)
@@ -730,7 +747,8 @@ class WinRMCollector:
         if not onbox.ls_exists:
             raise WinRMCollectorError(
                 f"License Server folder {excerpt(onbox.ls_path, 120)} not found (custom "
-                "install path?)"
+                "install path?)",
+                kind=FailureKind.PROTOCOL,
             )
         attempts = (
             parse_uploader_log(onbox.log_tail, onbox.log_truncated)

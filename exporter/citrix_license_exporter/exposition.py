@@ -1,0 +1,125 @@
+"""A probe's answer as bytes, in the format the scraper asked for.
+
+Each collector's data is turned into metric families and encoded on its own, so that a value
+that cannot be exposed (a date out of range, a number too large, a lone surrogate) fails that
+collector only: the target answers 200 with that collector's ``collector_success 0`` (and
+``up 0`` when it is the primary one), the reason is logged, and the engine stops serving that
+data from its cache. The bytes of a cached fetch are built (and scrubbed of secrets) once per
+fetch and format, then reused by every scrape until the next fetch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
+from prometheus_client.exposition import choose_encoder
+
+from .config import ModuleConfig, TargetConfig, redact
+from .metrics import DATA_FAMILIES, outcome_families, probe_duration_family, server_families
+from .probe import Outcome, Prober, ProbeResult, describe
+from .writer import format_of, write
+
+log = logging.getLogger(__name__)
+
+EOF_MARK = b"# EOF\n"
+#: Encoded data kept per (collector, fetch, format): a few per cached target.
+MAX_ENCODED = 4096
+
+Encoder = Callable[[CollectorRegistry], bytes]
+
+
+class _Families:
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+def encode(families: Iterable[Metric], encoder: Encoder, content_type: str) -> bytes:
+    """``families`` in the negotiated format, scrubbed of secrets, without OpenMetrics' EOF."""
+    fmt = format_of(encoder, content_type)
+    if fmt is not None:
+        text = write(families, fmt)
+    else:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(families))
+        raw = encoder(registry)
+        if raw.endswith(EOF_MARK):
+            raw = raw[: -len(EOF_MARK)]
+        text = raw.decode("utf-8")
+    # Scrubbed of credentials, even one a hostile server echoed into a value.
+    return redact(text).encode("utf-8")
+
+
+class ProbeRenderer:
+    """Renders probe results; remembers the encoded data of recent fetches."""
+
+    def __init__(self, prober: Prober) -> None:
+        self.prober = prober
+        self._encoded: OrderedDict[tuple[str, int, str], tuple[Any, bytes]] = OrderedDict()
+
+    def _data_bytes(
+        self, outcome: Outcome, result: ProbeResult, encoder: Encoder, content_type: str
+    ) -> bytes:
+        key = (outcome.collector, id(outcome.data), content_type)
+        hit = self._encoded.get(key)
+        if hit is not None and hit[0] is outcome.data:
+            self._encoded.move_to_end(key)
+            return hit[1]
+        builder = DATA_FAMILIES[outcome.collector]
+        data = encode(builder(outcome.data, result), encoder, content_type)
+        if outcome.from_cache or outcome.fetched_at is not None:
+            # Keeping the data object alive with its bytes makes the id() key safe.
+            self._encoded[key] = (outcome.data, data)
+            while len(self._encoded) > MAX_ENCODED:
+                self._encoded.popitem(last=False)
+        return data
+
+    def render(
+        self, result: ProbeResult, duration: float, accept: str
+    ) -> tuple[bytes, str, ProbeResult]:
+        """The answer's body and content type, and the result as exposed (a collector whose
+        data could not be exposed turned into a failure)."""
+        encoder, content_type = choose_encoder(accept)
+        outcomes: list[Outcome] = []
+        parts: list[bytes] = []
+        for outcome in result.outcomes:
+            exposed = outcome
+            if outcome.success and outcome.collector in DATA_FAMILIES:
+                try:
+                    parts.append(self._data_bytes(outcome, result, encoder, content_type))
+                except Exception as exc:
+                    exposed = self._reject(result.target, result.module, outcome, exc)
+            outcomes.append(exposed)
+        if tuple(outcomes) != result.outcomes:
+            result = replace(result, outcomes=tuple(outcomes))
+        try:
+            parts.append(encode(server_families(result), encoder, content_type))
+        except Exception as exc:
+            log.warning("cannot expose the version assessment",
+                        extra={"fields": {"target": result.target.name,
+                                          "reason": describe(exc)}})
+        core = outcome_families(result)
+        timing = probe_duration_family(duration)
+        body = b"".join([encode(core, encoder, content_type), *parts,
+                         encode([timing], encoder, content_type)])
+        if content_type.startswith("application/openmetrics-text"):
+            body += EOF_MARK
+        return body, content_type, result
+
+    def _reject(
+        self, target: TargetConfig, module: ModuleConfig, outcome: Outcome, exc: Exception
+    ) -> Outcome:
+        reason = f"the collected data could not be exposed: {describe(exc)}"
+        log.warning("collector failed",
+                    extra={"fields": {"target": target.name, "collector": outcome.collector,
+                                      "reason": reason}})
+        log.debug("exposition failure details", exc_info=True)
+        return self.prober.reject(target, module, outcome, reason)
