@@ -27,13 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from socketserver import ThreadingMixIn
 from typing import Any
 from xml.sax.saxutils import escape
 
-from .https import certificate, write_ca
+from .https import TLSThreadingServer, certificate, write_ca
 from .network import HOST
 
 FEED_PATH = "/content/citrix/en_us/downloads/licensing.rss"
@@ -78,22 +77,8 @@ def render(items: Sequence[FeedItem], last_build: date | None = None) -> bytes:
     return "\n".join(parts).encode()
 
 
-class _Server(ThreadingMixIn, HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server(TLSThreadingServer):
     feed: SimulatedFeed
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.settimeout(30)
-        try:
-            tls = self.feed.tls.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError):
-            return
-        try:
-            super().finish_request(tls, client_address)
-        finally:
-            with contextlib.suppress(OSError):
-                tls.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -143,6 +128,7 @@ class SimulatedFeed:
             self.tls.load_cert_chain(str(Path(tmp, "cert.pem")), str(Path(tmp, "key.pem")))
         self.httpd = _Server((HOST, 0), _Handler)
         self.httpd.feed = self
+        self.httpd.tls = self.tls
         self.port: int = self.httpd.server_address[1]
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True,

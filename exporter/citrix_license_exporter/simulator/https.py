@@ -75,23 +75,30 @@ class Answer:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-class _Server(ThreadingMixIn, HTTPServer):
+class TLSThreadingServer(ThreadingMixIn, HTTPServer):
+    """An HTTPS test server: a thread per connection, ``tls`` set before serving. Shared by the
+    simulators that speak HTTPS (this module's JSON APIs, the Citrix feed)."""
+
     daemon_threads = True
     allow_reuse_address = True
-    sim: JSONServer
+    tls: ssl.SSLContext
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs in the connection's own thread, never in the accept loop.
         request.settimeout(30)
         try:
-            tls = self.sim.tls.wrap_socket(request, server_side=True)
+            conn = self.tls.wrap_socket(request, server_side=True)
         except (OSError, ssl.SSLError):
             return
         try:
-            super().finish_request(tls, client_address)
+            super().finish_request(conn, client_address)
         finally:
             with contextlib.suppress(OSError):
-                tls.close()
+                conn.close()
+
+
+class _Server(TLSThreadingServer):
+    sim: JSONServer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -142,6 +149,7 @@ class JSONServer:
             self.tls.load_cert_chain(str(Path(tmp, "cert.pem")), str(Path(tmp, "key.pem")))
         self.httpd = _Server((HOST, 0), _Handler)
         self.httpd.sim = self
+        self.httpd.tls = self.tls
         self.port: int = self.httpd.server_address[1]
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True,
