@@ -36,7 +36,7 @@ from typing import Literal
 
 from .citrix.catalog import Catalog, CatalogError, load_bundled, parse_catalog_document
 from .citrix.feed import parse_feed
-from .collectors.base import CollectorError, Deadline
+from .collectors.base import CollectorError, Deadline, FailureKind
 from .config import CatalogConfig, CatalogSource
 from .transport import Limits, TransportError, fetch, new_client
 
@@ -50,7 +50,12 @@ Kind = Literal["url", "file"]
 
 
 class SourceError(Exception):
-    """A source could not be read, or its document was refused. The text is safe to log."""
+    """A source could not be read, or its document was refused. The text is safe to log.
+    ``kind``: the failure kind when the fetch failed (None: the document was refused)."""
+
+    def __init__(self, message: str, kind: FailureKind | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,9 +80,9 @@ async def fetch_source(source: CatalogSource, *, max_bytes: int, timeout: float)
             answer = await fetch(client, "GET", source.url, limits)
     except TransportError as exc:
         # The log line names the source already: the reason alone, as the refresher logs it.
-        raise SourceError(_safe(exc.detail, source)) from None
+        raise SourceError(_safe(exc.detail, source), exc.kind) from None
     except CollectorError as exc:  # the CA file
-        raise SourceError(_safe(str(exc), source)) from None
+        raise SourceError(_safe(str(exc), source), exc.kind) from None
     return answer.body
 
 

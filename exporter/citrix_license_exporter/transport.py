@@ -25,6 +25,7 @@ The rules, written here and nowhere else:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -266,12 +267,15 @@ class _Fetch:
                             FailureKind.LIMIT)
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_raw():
-            size += len(chunk)
-            if size > cap:
-                raise self.fail(f"response is larger than {cap} bytes; stopped ({setting})",
-                                FailureKind.LIMIT)
-            chunks.append(chunk)
+        # Closed here, not by the garbage collector (which would finish it in a task of its
+        # own, after the fetch has returned).
+        async with contextlib.aclosing(response.aiter_raw()) as stream:
+            async for chunk in stream:
+                size += len(chunk)
+                if size > cap:
+                    raise self.fail(f"response is larger than {cap} bytes; stopped ({setting})",
+                                    FailureKind.LIMIT)
+                chunks.append(chunk)
         return b"".join(chunks)
 
 
