@@ -28,11 +28,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -269,7 +269,8 @@ class _Fetch:
         size = 0
         # Closed here, not by the garbage collector (which would finish it in a task of its
         # own, after the fetch has returned).
-        async with contextlib.aclosing(response.aiter_raw()) as stream:
+        raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())  # it is one
+        async with contextlib.aclosing(raw) as stream:
             async for chunk in stream:
                 size += len(chunk)
                 if size > cap:
