@@ -143,6 +143,7 @@ class CloudCollector:
         task = entry.in_flight
         if task is not None and task.get_loop() is not loop:
             task = None  # left by another loop (``collect`` outside the exporter's loop)
+        started = task is None
         if task is None:
             last = entry.last
             if last is not None and time.monotonic() - last.fetched_mono < config.cache_interval:
@@ -162,9 +163,12 @@ class CloudCollector:
             return await asyncio.wait_for(
                 asyncio.shield(task), inner_deadline(deadline, REPORT_MARGIN / 2).remaining())
         except TimeoutError:
+            # Logged (by the probe) for the probe that started the fetch only: the others
+            # would repeat it once per target.
             raise CollectorError(
                 "probe deadline reached while the Citrix Cloud list was being fetched (the "
-                "fetch goes on for the next probes)", kind=FailureKind.TIMEOUT, logged=True,
+                "fetch goes on for the next probes)", kind=FailureKind.TIMEOUT,
+                logged=not started,
             ) from None
 
     async def _fetch_for_all(
