@@ -59,6 +59,14 @@ MAX_RETRIES = 2
 RETRY_MARGIN = 0.5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUSES = {429: "rate limited", 503: "service unavailable"}
+#: Where a request stands, from httpcore's documented ``trace`` events, for the reason the
+#: deadline gives.
+PHASES = {
+    "connection.connect_tcp.started": "connecting",
+    "connection.start_tls.started": "in the TLS handshake",
+    "http11.send_request_headers.started": "sending the request",
+    "http11.receive_response_headers.started": "waiting for the headers",
+}
 
 
 class TransportError(CollectorError):
@@ -182,7 +190,12 @@ class _Fetch:
         self.auth = auth
         self.url = str(request.url)
         self.what = f"{request.method} {redact_url(self.url)}"
-        self.phase = "connecting"
+        self.phase = "waiting for a connection"
+        # Carried over to the redirected requests (httpx copies the extensions).
+        request.extensions["trace"] = self._trace
+
+    async def _trace(self, event: str, info: Mapping[str, Any]) -> None:
+        self.phase = PHASES.get(event, self.phase)
 
     def fail(self, detail: str, kind: FailureKind | None) -> TransportError:
         return TransportError(f"{self.what}: {detail}", kind=kind, detail=detail)
@@ -194,7 +207,6 @@ class _Fetch:
         retries = 0
         redirects = 0
         while True:
-            self.phase = "waiting for the answer"
             started = time.monotonic()
             response = await self.client.send(self.request, auth=self.auth, stream=True)
             try:

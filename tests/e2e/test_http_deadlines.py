@@ -264,7 +264,7 @@ def test_every_http_source_is_bounded_and_leaves_nothing_open(
         assert server.served >= 1
         if mode in ("headers", "body"):
             assert kind is FailureKind.TIMEOUT, reason
-            phase = "waiting for the answer" if mode == "headers" else "reading the body"
+            phase = "waiting for the headers" if mode == "headers" else "reading the body"
             assert f"response took longer than {'1.5s' if 'catalog' in source else 'the probe deadline'}; stopped ({phase})" in reason, reason  # noqa: E501
         else:
             assert kind is FailureKind.LIMIT, reason
