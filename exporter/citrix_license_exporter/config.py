@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -38,19 +38,24 @@ from .citrix.licensing import DEFAULT_SERVICES, ServiceSpec, parse_service_specs
 from .citrix.policy import DEFAULT_MINIMUM_BUILDS, MinimumBuild, PolicyConfig
 from .redaction import MIN_REDACTED_LENGTH, REDACTED, Secret, redact, shorten
 from .settings import yamlsource
-from .settings.problems import Problem, Section, Several, from_validation_error, kind, refusal
+from .settings.problems import (
+    Nested,
+    Problem,
+    Section,
+    Several,
+    from_validation_error,
+    kind,
+    refusal,
+)
 
 __all__ = [
-    "COLLECTORS", "DEFAULT_PORTS", "MIN_REDACTED_LENGTH", "REDACTED", "CatalogConfig",
+    "DEFAULT_PORTS", "MIN_REDACTED_LENGTH", "REDACTED", "CatalogConfig",
     "CatalogSource", "CloudConfig", "Config", "ConfigError", "ControllerConfig", "KerberosConfig",
-    "ModuleConfig",
-    "ProbeConfig", "Secret", "TLSConfig", "TargetConfig", "WinRMConfig", "load_config",
+    "ModuleConfig", "ProbeConfig", "Secret", "SectionModel", "TLSConfig", "TargetConfig",
+    "WinRMConfig", "load_config",
     "parse_config", "parse_duration", "redact", "redact_url", "shorten",
 ]
 
-COLLECTORS = ("probe", "winrm", "controller", "cloud")
-#: Collectors that send credentials (their section's secrets) to the target.
-CREDENTIAL_COLLECTORS = frozenset({"winrm", "controller", "cloud"})
 DEFAULT_PORTS: Mapping[str, int] = {
     "license_manager": 27000,
     "vendor_daemon": 7279,
@@ -325,6 +330,11 @@ class _Model(Section):
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if v is not None}
         return data
+
+
+#: The base of a collector's module section (``modules.<module>.<collector>``): frozen, unknown
+#: keys refused, ``key:`` with no value meaning the default (collectors/base.py).
+SectionModel = _Model
 
 
 def _resolve_file(value: str | None, info: ValidationInfo) -> str | None:
@@ -649,9 +659,15 @@ def _collectors(value: object) -> object:
 
 
 def _collector(value: object) -> str:
-    if value not in COLLECTORS:
-        raise ValueError(f"unknown collector {_quote(value)} (known: {', '.join(COLLECTORS)})")
+    from .collectors import registry
+
+    known = registry.names()
+    if value not in known:
+        raise ValueError(f"unknown collector {_quote(value)} (known: {', '.join(known)})")
     return str(value)
+
+
+_S = TypeVar("_S", bound=Section)
 
 
 class ModuleConfig(_Model):
@@ -665,10 +681,31 @@ class ModuleConfig(_Model):
     ] = ("probe",)
     primary: str = Field(default="", validate_default=True)
     allow_unlisted_targets: Bool = False
-    probe: ProbeConfig = Field(default_factory=ProbeConfig)
-    winrm: WinRMConfig | None = Field(default=None, validate_default=True)
-    controller: ControllerConfig | None = Field(default=None, validate_default=True)
-    cloud: CloudConfig | None = Field(default=None, validate_default=True)
+    #: The registered collectors' sections (``probe:``, ``winrm:``...) by collector name, each
+    #: validated by its collector's model (collectors/registry.py). Never set in a file.
+    sections: Mapping[str, Section] = Field(
+        default_factory=dict, alias="__sections__", validate_default=True, repr=False
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_sections(cls, data: Any) -> Any:
+        """Moves the keys named after a registered collector under ``__sections__``."""
+        from .collectors import registry
+
+        if not isinstance(data, dict):
+            return data
+        keys = registry.sections()
+        gathered = {k: v for k, v in data.items() if k in keys and v is not None}
+        rest = {k: v for k, v in data.items() if k not in keys}
+        return {**rest, "__sections__": gathered}
+
+    @classmethod
+    def allowed_keys(cls) -> list[str]:
+        from .collectors import registry
+
+        names = {f.alias or n for n, f in cls.model_fields.items()} - cls.internal_keys
+        return sorted(names - {"__sections__"} | set(registry.sections()))
 
     @field_validator("collectors", mode="before")
     @classmethod
@@ -693,31 +730,75 @@ class ModuleConfig(_Model):
             raise refusal(f"{_quote(text)} is not in this module's collectors")
         return text
 
-    @field_validator("winrm", "controller", "cloud")
+    @field_validator("sections", mode="plain")
     @classmethod
-    def _section(cls, value: object, info: ValidationInfo) -> object:
-        name = info.field_name
-        # Code may build a module without the section (tests of the exposition): file only.
-        if value is None and info.context is not None \
-                and name in (info.data.get("collectors") or ()):
-            raise refusal(
-                f"collector {name} is enabled but the module has no {name} section", key=None
-            )
-        return value
+    def _sections(cls, value: object, info: ValidationInfo) -> Mapping[str, Section]:
+        from .collectors import registry
+
+        given: Mapping[str, object] = value if isinstance(value, dict) else {}
+        enabled = info.data.get("collectors") or ()
+        sections: dict[str, Section] = {}
+        missing: list[tuple[tuple[str | int, ...], str]] = []
+        failed: list[tuple[tuple[str | int, ...], ValidationError, type[Section]]] = []
+        for name, collector in registry.sections().items():
+            model = collector.config_model
+            assert model is not None
+            raw = given.get(name)
+            if isinstance(raw, model):  # built by code
+                sections[name] = raw
+            elif raw is not None:
+                try:
+                    sections[name] = model.model_validate(raw, context=info.context)
+                except ValidationError as exc:
+                    failed.append(((name,), exc, model))
+            elif collector.section_optional:
+                sections[name] = model()
+            # Code may build a module without the section (tests of the exposition): file only.
+            elif name in enabled and info.context is not None:
+                missing.append(
+                    ((), f"collector {name} is enabled but the module has no {name} section")
+                )
+        if missing or failed:
+            raise Nested(missing, failed)
+        return sections
+
+    def section(self, collector: str) -> Section | None:
+        """The module's section of ``collector`` (typed: ``CollectorUnit.settings``)."""
+        return self.sections.get(collector)
+
+    def _typed(self, collector: str, model: type[_S]) -> _S | None:
+        section = self.sections.get(collector)
+        return section if isinstance(section, model) else None
+
+    # The built-in collectors' sections, typed, as the code has always read them.
+    @property
+    def probe(self) -> ProbeConfig:
+        return self._typed("probe", ProbeConfig) or ProbeConfig()
+
+    @property
+    def winrm(self) -> WinRMConfig | None:
+        return self._typed("winrm", WinRMConfig)
+
+    @property
+    def controller(self) -> ControllerConfig | None:
+        return self._typed("controller", ControllerConfig)
+
+    @property
+    def cloud(self) -> CloudConfig | None:
+        return self._typed("cloud", CloudConfig)
 
     @property
     def sends_credentials(self) -> bool:
         """True when a probe with this module sends credentials to the target."""
-        return bool(CREDENTIAL_COLLECTORS & set(self.collectors))
+        from .collectors import registry
+
+        return any((c := registry.get(name)) is not None and c.credentials
+                   for name in self.collectors)
 
     def cache_interval(self, collector: str) -> float:
-        if collector == "winrm" and self.winrm is not None:
-            return self.winrm.cache_interval
-        if collector == "controller" and self.controller is not None:
-            return self.controller.cache_interval
-        if collector == "cloud" and self.cloud is not None:
-            return self.cloud.cache_interval
-        return 0.0
+        """The section's ``cache_interval`` (0: not cached, or no such section)."""
+        interval = getattr(self.sections.get(collector), "cache_interval", None)
+        return float(interval) if isinstance(interval, int | float) else 0.0
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")

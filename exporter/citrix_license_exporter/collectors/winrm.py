@@ -48,7 +48,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -63,6 +63,7 @@ from pypsrp.wsman import NAMESPACES, WSMan
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..citrix.licensing import (
+    SERVICE_STATES,
     License,
     LicensePool,
     ParseError,
@@ -92,10 +93,16 @@ from ..citrix.wmi import (
     services_query,
 )
 from ..config import KerberosConfig, ModuleConfig, TargetConfig, WinRMConfig
+from ..metrics import CACHED_NOTE, PREFIX, gauge, single, ts
 from ..redaction import shorten
 from . import kerberos
-from .base import CollectorError, Deadline, FailureKind
+from .base import CollectorDocs, CollectorError, CollectorUnit, Deadline, FailureKind
 from .failures import status_kind
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+    from ..probe import ProbeResult
 
 log = logging.getLogger(__name__)
 
@@ -664,9 +671,27 @@ def choose_version(registry: str | None, uninstall: str | None) -> tuple[str | N
     return None, None
 
 
-class WinRMCollector:
+class WinRMCollector(CollectorUnit[WinRMData, WinRMConfig]):
     name = "winrm"
+    data_type = WinRMData
+    config_model = WinRMConfig
     cached = True
+    credentials = True
+    docs = CollectorDocs(
+        summary="Licenses, pools, services, version and compliance uploads of the License "
+        "Server, over WinRM (WMI, the registry, the uploader log)",
+        families=tuple(f"{PREFIX}_{name}" for name in (
+            "service_up", "service_state", "service_required", "installed", "in_use",
+            "available", "overdraft", "purchased", "subscription_advantage_timestamp_seconds",
+            "expiry_timestamp_seconds", "telemetry_manual",
+            "telemetry_last_success_timestamp_seconds", "telemetry_last_attempt_timestamp_seconds",
+            "telemetry_last_attempt_success", "telemetry_oldest_pending_bundle_timestamp_seconds",
+            "telemetry_consecutive_failures", "telemetry_pending_bundles",
+        )),
+    )
+
+    def families(self, data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
+        return winrm_families(data, result)
 
     def collect(self, target: TargetConfig, module: ModuleConfig, deadline: Deadline) -> WinRMData:
         cfg = module.winrm
@@ -772,3 +797,134 @@ class WinRMCollector:
             count_includes_overdraft=count_includes_overdraft,
         )
 
+
+# ---------------------------------------------------------------------------------------------
+# Metric families (docs/metrics.md "License Server over WinRM")
+
+
+POOL_LABELS = ("feature", "product", "edition", "model", "license_type", "pool")
+
+
+def service_families(data: WinRMData) -> Iterator[Metric]:
+    """The watched Windows services: not installed is told apart from installed but not
+    running (docs/metrics.md), and which of them the module requires."""
+    service_up = gauge(
+        "service_up",
+        "1 if the watched Windows service is running, 0 if it is installed but not running; "
+        "absent when it is not installed (see citrix_license_service_state)." + CACHED_NOTE,
+        ["service"],
+    )
+    state = gauge(
+        "service_state",
+        "The watched Windows service's state (Win32_Service.State in snake case, or "
+        "not_installed): one series per state, 1 for the current one." + CACHED_NOTE,
+        ["service", "state"],
+    )
+    required = gauge(
+        "service_required",
+        "1 if the module lists the service as required (winrm.services), so that its absence "
+        "alerts; 0 if it is watched only.",
+        ["service"],
+    )
+    for service in data.services:
+        if service.installed:
+            service_up.add_metric([service.name], 1.0 if service.running else 0.0)
+        current = service.state_label
+        for name in SERVICE_STATES:
+            state.add_metric([service.name, name], 1.0 if name == current else 0.0)
+        required.add_metric([service.name], 1.0 if service.required else 0.0)
+    yield service_up
+    yield state
+    yield required
+
+
+def winrm_families(data: WinRMData, result: ProbeResult) -> Iterator[Metric]:
+    """What the WinRM collector read (cached: every HELP says the data may be that old)."""
+    yield from service_families(data)
+
+    pool_metrics = {
+        "installed": ("installed", "Licenses installed in the pool as the License Server "
+                      "counts them (WMI Count; taken to include the overdraft allowance, see "
+                      "citrix_license_purchased)."),
+        "in_use": ("in_use", "Licenses of the pool in use (WMI InUseCount)."),
+        "available": ("available", "Licenses of the pool available (WMI PooledAvailable)."),
+        "overdraft": ("overdraft", "Overdraft licenses of the pool (WMI Overdraft)."),
+    }
+    families = {
+        attr: gauge(name, doc + " One series per pool; sum by (feature) for totals." + CACHED_NOTE,
+                    POOL_LABELS)
+        for attr, (name, doc) in pool_metrics.items()
+    }
+    purchased = gauge(
+        "purchased",
+        "Licenses of the pool bought, without the overdraft allowance: WMI Count minus "
+        "Overdraft when the module's winrm.count_includes_overdraft is true (the default, from "
+        "public evidence: docs/assumptions.md), else Count. In use above this: overdraft in use."
+        " One series per pool; sum by (feature) for totals." + CACHED_NOTE,
+        POOL_LABELS,
+    )
+    sa = gauge(
+        "subscription_advantage_timestamp_seconds",
+        "Subscription Advantage / Customer Success Services date of the pool (absent when the "
+        "pool has none)." + CACHED_NOTE,
+        POOL_LABELS,
+    )
+    for pool in data.pools:
+        feature = pool.feature
+        labels = [feature.pld, feature.product, feature.edition, feature.model,
+                  pool.license_type or "unknown", pool.pool]
+        for attr, family in families.items():
+            family.add_metric(labels, float(getattr(pool, attr)))
+        purchased.add_metric(labels, float(pool.purchased(data.count_includes_overdraft)))
+        if pool.subscription_advantage is not None:
+            sa.add_metric(labels, ts(pool.subscription_advantage))
+    yield from families.values()
+    yield purchased
+    yield sa
+
+    expiry = gauge(
+        "expiry_timestamp_seconds",
+        "When the license expires (permanent licenses have no series)." + CACHED_NOTE,
+        ["feature", "serial"],
+    )
+    for item in data.licenses:
+        if item.expiry is not None:
+            expiry.add_metric([item.feature, item.serial], ts(item.expiry))
+    yield expiry
+
+    tele = data.telemetry
+    yield single(
+        "telemetry_manual",
+        "1 if the target is configured telemetry: manual (air-gapped, reported by hand); the "
+        "upload metrics then describe the automatic uploader only (see docs/windows-setup.md).",
+        1.0 if data.telemetry_manual else 0.0,
+    )
+    optional = (
+        ("telemetry_last_success_timestamp_seconds", tele.last_success,
+         "Last successful compliance telemetry upload in the uploader log tail (absent: none "
+         "there)."),
+        ("telemetry_last_attempt_timestamp_seconds", tele.last_attempt,
+         "Last compliance telemetry upload attempt in the uploader log tail (absent: none "
+         "there)."),
+        ("telemetry_last_attempt_success",
+         None if tele.last_attempt_success is None else float(tele.last_attempt_success),
+         "1 if the last compliance telemetry upload attempt succeeded (absent: no attempt)."),
+        ("telemetry_oldest_pending_bundle_timestamp_seconds", tele.oldest_pending_bundle,
+         "Creation time of the oldest upload bundle waiting in the License Server's "
+         "resource/usage folder (absent: none waiting)."),
+    )
+    for name, value, doc in optional:
+        if value is not None:
+            yield single(name, doc + CACHED_NOTE, float(value))
+    yield single(
+        "telemetry_consecutive_failures",
+        "Failed compliance uploads since the last success in the uploader log tail (a lower "
+        "bound when the tail holds no success)." + CACHED_NOTE,
+        float(tele.consecutive_failures),
+    )
+    yield single(
+        "telemetry_pending_bundles",
+        "Upload bundles newer than the last successful upload, waiting in the License "
+        "Server's resource/usage folder." + CACHED_NOTE,
+        float(tele.pending_bundles),
+    )
