@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import httpx
 import pytest
 from prometheus_client.core import Metric
 
-from citrix_license_exporter.app import ExporterState
+from citrix_license_exporter import redaction
 from citrix_license_exporter.collectors import registry
 from citrix_license_exporter.collectors.base import (
     CollectorDocs,
@@ -41,9 +40,8 @@ from citrix_license_exporter.config import (
 )
 from citrix_license_exporter.metrics import PREFIX, single
 from citrix_license_exporter.probe import ProbeResult
-from citrix_license_exporter.web import ExporterServer
 
-from ..support.exporter import write
+from ..support.exporter import serving, write
 from ..support.exposition import value
 from ..unit.test_docs import COLLECTORS_DOC, METRICS_DOC, collector_doc_problems
 
@@ -145,21 +143,16 @@ def echo_config(url: str, section: str | None = None) -> str:
 
 
 @pytest.fixture
-def exporter(tmp_path: Path, echo: EchoCollector,
-             document_server: tuple[str, list[str]]) -> Iterator[str]:
+def exporter(tmp_path: Path, echo: EchoCollector, document_server: tuple[str, list[str]],
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    # The exporter runs in this process: without this, secrets other tests loaded here (e.g.
+    # "second-Secret-2" of test_probe_engine.py) are scrubbed from its answers too, and a
+    # fragment of one ("second") matches metric names (as tests/unit/test_redaction.py does).
+    monkeypatch.setattr(redaction, "_KNOWN", redaction._Known())
     url, _ = document_server
     config = write(tmp_path / "exporter.yml", echo_config(url))
-    server = ExporterServer((HOST, 0), ExporterState.load(str(config)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.ready.set()
-    end = time.monotonic() + 10
-    while server._loop is None and time.monotonic() < end:
-        time.sleep(0.01)
-    yield f"http://{HOST}:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving(config, HOST) as server:
+        yield f"http://{HOST}:{server.server_address[1]}"
 
 
 # ---------------------------------------------------------------------------------------------

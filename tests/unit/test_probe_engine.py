@@ -21,7 +21,8 @@ from citrix_license_exporter import probe as probe_module
 from citrix_license_exporter.citrix.catalog import load_bundled
 from citrix_license_exporter.citrix.policy import PolicyConfig
 from citrix_license_exporter.collectors.base import CollectorError, Deadline
-from citrix_license_exporter.config import ModuleConfig, TargetConfig, WinRMConfig
+from citrix_license_exporter.collectors.winrm import WinRMConfig
+from citrix_license_exporter.config import ModuleConfig, TargetConfig
 from citrix_license_exporter.probe import Prober
 
 

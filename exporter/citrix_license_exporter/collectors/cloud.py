@@ -20,15 +20,17 @@ organisation cannot use this API (it is not documented for every customer) see t
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import Field, PlainValidator, ValidationInfo, field_validator, model_validator
 
 from ..citrix.cloud_api import (
     CloudServerStatus,
@@ -37,8 +39,21 @@ from ..citrix.cloud_api import (
     parse_license_servers,
 )
 from ..citrix.controller_api import APIFormatError
-from ..config import CloudConfig, ModuleConfig, Secret, TargetConfig
+from ..config import (
+    Bytes,
+    HttpsBaseURL,
+    ModuleConfig,
+    PositiveCacheInterval,
+    Secret,
+    SecretValue,
+    SectionModel,
+    TargetConfig,
+    TLSConfig,
+    non_empty,
+    read_secrets,
+)
 from ..metrics import PREFIX, single, ts
+from ..settings.problems import refusal
 from .base import CollectorDocs, CollectorError, CollectorUnit, Deadline, FailureKind
 from .failures import classify
 from .httpjson import HTTPStatusError, new_client, request_json
@@ -87,6 +102,43 @@ class _Entry:
         self.last: _Fetched | None = None
         self.token: str | None = None
         self.token_renew_at = 0.0
+
+
+def _customer_id(value: object) -> str:
+    text = non_empty(value)
+    if not re.match(r"^[A-Za-z0-9_.-]{1,128}$", text):
+        raise ValueError("expected the Citrix Cloud customer ID (letters, digits, '.', '_', '-')")
+    return text
+
+
+class CloudConfig(SectionModel):
+    """Citrix Cloud's licensing API (experimental): one License Server list per customer."""
+
+    input_keys: ClassVar[frozenset[str]] = frozenset(
+        {"client_id_file", "client_id_env", "client_secret_file", "client_secret_env"}
+    )
+
+    customer_id: Annotated[str, PlainValidator(_customer_id)]
+    client_id: SecretValue = Field(default=None, validate_default=True)
+    client_secret: SecretValue = Field(default=None, validate_default=True)
+    trust_url: HttpsBaseURL = "https://trust.citrixworkspacesapi.net"
+    licensing_url: HttpsBaseURL = "https://licensing.citrixworkspacesapi.net"
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    cache_interval: PositiveCacheInterval = 900.0
+    max_response_bytes: Bytes = 8 * 1024 * 1024
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        return read_secrets(data, info, ("client_id", "client_secret"))
+
+    @field_validator("client_id", "client_secret")
+    @classmethod
+    def _required(cls, value: Secret | None, info: ValidationInfo) -> Secret | None:
+        if value is None and info.context is not None:
+            name = info.field_name
+            raise refusal(f"Citrix Cloud API access needs {name}_file or {name}_env", key=None)
+        return value
 
 
 class CloudCollector(CollectorUnit[CloudData, CloudConfig]):

@@ -26,10 +26,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..citrix.controller_api import (
     LICENSE_SERVER_STATUSES,
@@ -41,8 +42,21 @@ from ..citrix.controller_api import (
     select_sites,
     unique_site_labels,
 )
-from ..config import ControllerConfig, ModuleConfig, Secret, TargetConfig
+from ..config import (
+    Bytes,
+    CacheInterval,
+    ModuleConfig,
+    Secret,
+    SecretValue,
+    SectionModel,
+    Str,
+    TargetConfig,
+    TLSConfig,
+    URLPath,
+    read_secrets,
+)
 from ..metrics import CACHED_NOTE, PREFIX, gauge, ts
+from ..settings.problems import refusal
 from .base import CollectorDocs, CollectorError, CollectorUnit, Deadline, FailureKind
 from .failures import classify
 from .httpjson import HTTPStatusError, new_client, request_json
@@ -132,6 +146,34 @@ class _Session:
                     ) from None
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class ControllerConfig(SectionModel):
+    """The Delivery Controller REST API (``https://<controller>/cvad/manage``), read-only."""
+
+    input_keys: ClassVar[frozenset[str]] = frozenset({"password_file", "password_env"})
+
+    username: Str
+    password: SecretValue = Field(default=None, validate_default=True)
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    base_path: URLPath = "/cvad/manage"
+    #: Where the License Server status (LicenseInformation.LicenseServerStatus) is read, per
+    #: site; empty: not read (see docs/controller-and-cloud.md).
+    license_overview_path: URLPath = "/Licensing/LicenseOverview"
+    cache_interval: CacheInterval = 60.0
+    max_response_bytes: Bytes = 4 * 1024 * 1024
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        return read_secrets(data, info, ("password",))
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: Secret | None, info: ValidationInfo) -> Secret | None:
+        if value is None and info.context is not None:
+            raise refusal("the controller API needs password_file or password_env", key=None)
+        return value
 
 
 class ControllerCollector(CollectorUnit[ControllerData, ControllerConfig]):

@@ -46,9 +46,9 @@ import socket
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import requests
@@ -56,6 +56,7 @@ import requests.adapters
 import spnego
 import spnego.exceptions
 import urllib3
+from pydantic import Field, PlainValidator, ValidationInfo, field_validator, model_validator
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 from pypsrp.negotiate import HTTPNegotiateAuth
 from pypsrp.shell import CommandState, Process, SignalCode, WinRS
@@ -63,14 +64,17 @@ from pypsrp.wsman import NAMESPACES, WSMan
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..citrix.licensing import (
+    DEFAULT_SERVICES,
     SERVICE_STATES,
     License,
     LicensePool,
     ParseError,
+    ServiceSpec,
     ServiceState,
     TelemetrySummary,
     WinRMData,
     excerpt,
+    parse_service_specs,
     summarize_telemetry,
 )
 from ..citrix.onbox import OnBoxData, command_line, parse_output, stderr_summary
@@ -92,9 +96,28 @@ from ..citrix.wmi import (
     safe_fromstring,
     services_query,
 )
-from ..config import KerberosConfig, ModuleConfig, TargetConfig, WinRMConfig
+from ..config import (
+    Bool,
+    Bytes,
+    CacheInterval,
+    ModuleConfig,
+    OptionalStr,
+    Secret,
+    SecretValue,
+    SectionModel,
+    Str,
+    TargetConfig,
+    TLSConfig,
+    choice,
+    int_in,
+    non_empty,
+    optional_port,
+    read_secrets,
+    resolve_file,
+)
 from ..metrics import CACHED_NOTE, PREFIX, gauge, single, ts
 from ..redaction import shorten
+from ..settings.problems import Several, refusal
 from . import kerberos
 from .base import CollectorDocs, CollectorError, CollectorUnit, Deadline, FailureKind
 from .failures import status_kind
@@ -669,6 +692,180 @@ def choose_version(registry: str | None, uninstall: str | None) -> tuple[str | N
     if uninstall:
         return uninstall, "uninstall"
     return None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# The module section: ``modules.<module>.winrm``
+
+#: The largest uploader log tail a module may ask for.
+MAX_LOG_TAIL_BYTES = 64 * 1024 * 1024
+_SPN = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}/[A-Za-z0-9.-]{1,253}$")
+_REALM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,254}$")
+#: WMI instances read per class at most (a License Server has a few dozen pools).
+MAX_INSTANCES_LIMIT = 1_000_000
+
+
+def _realm_name(value: object) -> str | None:
+    if value is None:
+        return None
+    text = non_empty(value)
+    if not _REALM.match(text):
+        raise ValueError("expected a realm name such as CORP.EXAMPLE.COM")
+    return text
+
+
+def _spn_name(value: object) -> str | None:
+    if value is None:
+        return None
+    text = non_empty(value)
+    if not _SPN.match(text):
+        raise ValueError("expected SERVICE/host, e.g. HTTP/ls01.corp.example.com")
+    return text
+
+
+class KerberosConfig(SectionModel):
+    """``winrm.kerberos`` (auth kerberos): where the client's ticket comes from, and the SPN.
+
+    The source is the module's password (the exporter runs kinit into a private credential
+    cache), else ``keytab``, else an existing credential cache (``ccache``, or KRB5CCNAME).
+    """
+
+    #: The realm of ``username`` when it has no ``@REALM`` part.
+    realm: Annotated[str | None, PlainValidator(_realm_name)] = None
+    #: The service principal, ``SERVICE/host`` (default ``HTTP/<host of the WinRM URL>``).
+    spn: Annotated[str | None, PlainValidator(_spn_name)] = None
+    keytab: OptionalStr = None
+    ccache: OptionalStr = None
+
+    @field_validator("keytab")
+    @classmethod
+    def _keytab(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return resolve_file(value.removeprefix("FILE:") if value else value, info)
+
+
+def _services(value: object) -> tuple[ServiceSpec, ...]:
+    """``winrm.services`` as written (citrix/licensing.py's rules), or as code builds it."""
+    if isinstance(value, tuple) and all(isinstance(s, ServiceSpec) for s in value):
+        return value
+    return parse_service_specs(value)
+
+
+def _cross_checks(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """The Kerberos credential rules, on the keys as written."""
+    if raw.get("auth") != "kerberos":
+        return []
+    found = raw.get("kerberos")
+    kerberos: Mapping[str, Any] = found if isinstance(found, dict) else {}
+    password = any(raw.get(k) is not None for k in ("password", "password_file", "password_env"))
+    keytab = kerberos.get("keytab") is not None
+    sources = [name for name, given in (
+        ("password_file/password_env", password), ("kerberos.keytab", keytab),
+        ("kerberos.ccache", kerberos.get("ccache") is not None)) if given]
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    if len(sources) > 1:
+        problems.append(((), "auth kerberos takes one credential source, got "
+                         + " and ".join(sources)))
+    if (password or keytab) and not raw.get("username"):
+        problems.append((("username",), "required for auth kerberos with a password or keytab "
+                         "(the client principal, user or user@REALM)"))
+    return problems
+
+
+class WinRMConfig(SectionModel):
+    input_keys: ClassVar[frozenset[str]] = frozenset({"password_file", "password_env"})
+
+    scheme: Annotated[Literal["https", "http"], choice("https", "http")] = "https"
+    auth: Annotated[
+        Literal["ntlm", "basic", "kerberos"], choice("ntlm", "basic", "kerberos")
+    ] = "ntlm"
+    allow_unencrypted: Bool = False
+    username: str = Field(default="", validate_default=True)
+    password: SecretValue = Field(default=None, validate_default=True)
+    port: Annotated[int | None, PlainValidator(optional_port)] = None
+    path: Str = "/wsman"
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    cache_interval: CacheInterval = 900.0
+    log_tail_bytes: Annotated[int, int_in(1, MAX_LOG_TAIL_BYTES)] = 256 * 1024
+    max_response_bytes: Bytes = 8 * 1024 * 1024
+    #: WMI instances read per class at most (a License Server has a few dozen pools).
+    max_instances: Annotated[int, int_in(1, MAX_INSTANCES_LIMIT)] = 10_000
+    kerberos: KerberosConfig | None = Field(default=None, validate_default=True)
+    #: The Windows services watched (citrix/licensing.py DEFAULT_SERVICES: the four of 11.17.2).
+    services: Annotated[tuple[ServiceSpec, ...], PlainValidator(_services)] = DEFAULT_SERVICES
+    #: Whether WMI Count includes the overdraft allowance (docs/assumptions.md, Overdraft).
+    count_includes_overdraft: Bool = True
+    #: Rules across keys, judged on what was written (so that a bad value of one key does not
+    #: hide them): see _cross_checks. Never set in a file.
+    checks: None = Field(default=None, alias="__checks__", validate_default=True, repr=False)
+
+    internal_keys: ClassVar[frozenset[str]] = frozenset({"__checks__"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict):
+            data = {**data, "__checks__": _cross_checks(data)}
+        return read_secrets(data, info, ("password",))
+
+    @field_validator("username", mode="plain")
+    @classmethod
+    def _username(cls, value: object, info: ValidationInfo) -> str:
+        auth = info.data.get("auth")
+        if value is None or value == "":
+            if auth in ("ntlm", "basic"):
+                raise refusal(f"required for auth {auth}")
+            return ""
+        return non_empty(value)
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: Secret | None, info: ValidationInfo) -> Secret | None:
+        auth = info.data.get("auth")
+        if auth in ("ntlm", "basic") and value is None and info.context is not None:
+            raise refusal(f"auth {auth} needs password_file or password_env", key=None)
+        if auth == "basic" and info.data.get("scheme") == "http" \
+                and info.data.get("allow_unencrypted") is False:
+            raise refusal(
+                "basic authentication over http sends the password in clear text; "
+                "use scheme https, auth ntlm, or set allow_unencrypted: true", key="auth",
+            )
+        return value
+
+    @field_validator("kerberos")
+    @classmethod
+    def _kerberos(
+        cls, value: KerberosConfig | None, info: ValidationInfo
+    ) -> KerberosConfig | None:
+        auth = info.data.get("auth")
+        if auth is None:
+            return value
+        if auth != "kerberos":
+            if value is not None:
+                raise refusal("only for auth kerberos")
+            return None
+        return value or KerberosConfig()
+
+    @field_validator("checks", mode="plain")
+    @classmethod
+    def _raw_checks(cls, value: object) -> None:
+        if value:
+            raise Several(value)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _tail_fits(self, info: ValidationInfo) -> WinRMConfig:
+        # The log tail travels Base64-encoded (4/3) inside the answer: a tail that cannot fit
+        # would fail every collection. (Code may build tighter caps on purpose: file only.)
+        if info.context is not None \
+                and self.log_tail_bytes * 4 // 3 + 64 * 1024 > self.max_response_bytes:
+            raise refusal(
+                "log_tail_bytes does not fit in max_response_bytes (the tail travels "
+                "Base64-encoded: raise max_response_bytes or lower log_tail_bytes)"
+            )
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (5986 if self.scheme == "https" else 5985)
 
 
 class WinRMCollector(CollectorUnit[WinRMData, WinRMConfig]):
