@@ -116,7 +116,7 @@ class _Families:
 
 
 def expose(collector: str, data: Any) -> str:
-    """``data`` as the one successful collector of a probe: the families metrics.py builds must
+    """``data`` as the one successful collector of a probe: the families the collector builds must
     need no safety net, and the whole probe answer must encode and parse back."""
     result = ProbeResult(TARGET, ModuleConfig(name="m", collectors=(collector,),
                                               primary=collector),
