@@ -10,6 +10,7 @@ probed over real HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import urllib.request
@@ -23,6 +24,7 @@ import pytest
 from prometheus_client.core import Metric
 
 from citrix_license_exporter import redaction
+from citrix_license_exporter.citrix.catalog import load_bundled
 from citrix_license_exporter.collectors import registry
 from citrix_license_exporter.collectors.base import (
     CollectorDocs,
@@ -37,9 +39,11 @@ from citrix_license_exporter.config import (
     SectionModel,
     TargetConfig,
     load_config,
+    parse_config,
 )
+from citrix_license_exporter.exposition import ProbeRenderer
 from citrix_license_exporter.metrics import PREFIX, single
-from citrix_license_exporter.probe import ProbeResult
+from citrix_license_exporter.probe import Prober, ProbeResult
 
 from ..support.exporter import serving, write
 from ..support.exposition import value
@@ -249,3 +253,39 @@ def test_an_unregistered_collector_is_refused_listing_the_known_ones(tmp_path: P
         f"{path}: modules.m.echo: unknown key (allowed: allow_unlisted_targets, cloud, "
         "collectors, controller, primary, probe, timeout, winrm) (line 4)",
     ]
+
+
+def test_data_of_another_type_fails_the_collector_with_a_reason(
+    echo: EchoCollector, document_server: tuple[str, list[str]]
+) -> None:
+    """The exposition hands ``families`` only the collector's ``data_type``: a fetch that
+    returns something else is a failed collector, not a crashed answer."""
+
+    class Untyped:
+        name = "echo"
+        cached = False
+
+        def collect(self, target: TargetConfig, module: ModuleConfig, deadline: Deadline) -> object:
+            return {"value": 42.0}
+
+    url, _ = document_server
+    config = parse_config(echo_config(url), "exporter.yml")
+    target, module = config.targets[0], config.modules["m"]
+    prober = Prober({"echo": Untyped()})
+    result = asyncio.run(prober.probe(target, module, Deadline.after(5), load_bundled(),
+                                      config.policy))
+    body, _, exposed = ProbeRenderer(prober).render(result, 0.1, "")
+    text = body.decode("utf-8")
+    assert value(text, "citrix_license_up") == 0
+    assert value(text, "citrix_license_collector_failure", collector="echo", kind="parse") == 1
+    assert "citrix_license_echo_value" not in text
+    outcome = exposed.outcome("echo")
+    assert outcome is not None and outcome.error == (
+        "the collected data could not be exposed: TypeError: the echo collector handed on "
+        "dict, not EchoData")
+
+
+def test_a_name_is_registered_once(echo: EchoCollector) -> None:
+    with pytest.raises(ValueError, match="a collector named 'echo' is already registered"):
+        registry.register(EchoCollector())
+    assert registry.get("echo") is echo
