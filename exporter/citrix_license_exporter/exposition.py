@@ -14,14 +14,14 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
+from .collectors import registry
 from .config import ModuleConfig, TargetConfig, redact
-from .metrics import DATA_FAMILIES, outcome_families, probe_duration_family, server_families
+from .metrics import outcome_families, probe_duration_family, server_families
 from .probe import Outcome, Prober, ProbeResult, describe
 from .writer import format_of, write
 
@@ -63,7 +63,7 @@ class ProbeRenderer:
 
     def __init__(self, prober: Prober) -> None:
         self.prober = prober
-        self._encoded: OrderedDict[tuple[str, int, str], tuple[Any, bytes]] = OrderedDict()
+        self._encoded: OrderedDict[tuple[str, int, str], tuple[object, bytes]] = OrderedDict()
 
     def _data_bytes(
         self, outcome: Outcome, result: ProbeResult, encoder: Encoder, content_type: str
@@ -73,8 +73,9 @@ class ProbeRenderer:
         if hit is not None and hit[0] is outcome.data:
             self._encoded.move_to_end(key)
             return hit[1]
-        builder = DATA_FAMILIES[outcome.collector]
-        data = encode(builder(outcome.data, result), encoder, content_type)
+        collector = registry.get(outcome.collector)
+        assert collector is not None  # render() asks only for registered collectors
+        data = encode(collector.exposition(outcome.data, result), encoder, content_type)
         if outcome.from_cache or outcome.fetched_at is not None:
             # Keeping the data object alive with its bytes makes the id() key safe.
             self._encoded[key] = (outcome.data, data)
@@ -92,7 +93,7 @@ class ProbeRenderer:
         parts: list[bytes] = []
         for outcome in result.outcomes:
             exposed = outcome
-            if outcome.success and outcome.collector in DATA_FAMILIES:
+            if outcome.success and registry.get(outcome.collector) is not None:
                 try:
                     parts.append(self._data_bytes(outcome, result, encoder, content_type))
                 except Exception as exc:
