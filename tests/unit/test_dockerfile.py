@@ -33,7 +33,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
 from citrix_license_exporter import __version__
 from citrix_license_exporter.cli import DEFAULT_PORT
@@ -631,3 +633,35 @@ def test_container_start_healthcheck_and_sigterm(
     text = output.read_text()
     assert "signal=SIGTERM" in text and "msg=stopped" in text, text
     assert health() != 0, "HEALTHCHECK passes with the exporter stopped"
+
+
+@IMAGE_TIMEOUT
+def test_compose_demo_runs_in_the_image(image: Image) -> None:
+    """deploy/compose's `demo` service in the image: the exporter and its simulated fleet (TLS
+    with self-signed certificates, so cryptography and ssl) answer a probe."""
+    compose = yaml.safe_load((ROOT / "deploy/compose/compose.yaml").read_text(encoding="utf-8"))
+    command = compose["services"]["exporter"]["command"]
+    assert command[0] == "demo"
+    port = _free_port()
+    argv = [*[arg for arg in command if not arg.startswith("--web.listen-address=")],
+            f"--web.listen-address=127.0.0.1:{port}"]
+    proc = subprocess.Popen(image.argv(["citrix-license-exporter", *argv]), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Stop with Ctrl-C"):
+                break
+        assert "SIMULATED" in "".join(lines), "".join(lines)
+        text = httpx.get(f"http://127.0.0.1:{port}/probe?target=net-healthy", timeout=30).text
+        assert "citrix_license_up 1.0" in text, text[-2000:]
+        (exporter,) = _children(proc.pid)
+        os.kill(exporter, signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
