@@ -16,9 +16,12 @@ FROM debian:bookworm-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
+# No version pins (DL3008): Debian's archive keeps only the newest version of a package in a
+# stable release, so a pin would break every build at the next security update. The base's
+# release (bookworm) fixes the versions that matter: Python 3.11.
+# hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends \
-       python3=3.11.2-1+b1 python3-venv=3.11.2-1+b1 binutils=2.40-2 \
+    && apt-get install -y --no-install-recommends python3 python3-venv binutils \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -55,9 +58,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Runtime packages only: the interpreter, the CA store the exporter verifies TLS against when
 # no ca_file is set, and /etc/services. Debian compiles the standard library on install; that
 # bytecode goes too (as in the official python image), since uid 65532 could not refresh it.
+# Unpinned for the reason given in the build stage (DL3008).
+# hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends \
-       python3=3.11.2-1+b1 ca-certificates=20250419~deb12u2 netbase=6.4 \
+    && apt-get install -y --no-install-recommends python3 ca-certificates netbase \
     && rm -rf /var/lib/apt/lists/* \
     && find /usr/lib/python3.11 -depth -name __pycache__ -exec rm -rf {} + \
     && groupadd --system --gid 65532 exporter \

@@ -224,7 +224,7 @@ def test_hadolint_would_catch_a_bad_dockerfile() -> None:
 
 
 def apt_installs(stage: Stage) -> dict[str, str]:
-    """package -> pinned version of every ``apt-get install`` in the stage's RUN lines."""
+    """package -> version (empty when unpinned) of every ``apt-get install`` in the stage."""
     pins: dict[str, str] = {}
     for run in stage.all("RUN"):
         for step in run.args.split("&&"):
@@ -238,7 +238,7 @@ def apt_installs(stage: Stage) -> dict[str, str]:
     return pins
 
 
-def test_two_stages_on_the_same_pinned_debian_slim(stages: list[Stage]) -> None:
+def test_two_stages_on_the_same_debian_slim_release(stages: list[Stage]) -> None:
     assert len(stages) == 2
     build, final = stages
     assert build.name == "build" and final.name is None
@@ -247,11 +247,11 @@ def test_two_stages_on_the_same_pinned_debian_slim(stages: list[Stage]) -> None:
     assert image == "debian" and "@" not in tag
     # a named Debian release, not a moving "stable"/"latest" (the release fixes Python 3.11)
     assert re.fullmatch(r"(bookworm|trixie)(-\d{8})?-slim", tag), f"not a pinned slim tag: {tag}"
-    # Debian's Python, the same pinned version in both stages, and every package pinned
+    # Debian's Python in both stages, from the release's archive: no package version pins,
+    # which Debian's archive would break at its next update (the Dockerfile says why)
     build_pins, final_pins = apt_installs(build), apt_installs(final)
-    assert build_pins["python3"] == final_pins["python3"]
-    assert re.fullmatch(r"3\.11\.\d+-.+", final_pins["python3"]), final_pins
-    assert all(build_pins.values()) and all(final_pins.values())
+    assert "python3" in build_pins and "python3" in final_pins
+    assert not any(build_pins.values()) and not any(final_pins.values()), (build_pins, final_pins)
 
 
 def test_final_stage_runs_as_fixed_non_root_uid(stages: list[Stage]) -> None:
