@@ -23,7 +23,6 @@ import httpx
 import pytest
 from prometheus_client.core import Metric
 
-from citrix_license_exporter import redaction
 from citrix_license_exporter.citrix.catalog import load_bundled
 from citrix_license_exporter.collectors import registry
 from citrix_license_exporter.collectors.base import (
@@ -147,12 +146,8 @@ def echo_config(url: str, section: str | None = None) -> str:
 
 
 @pytest.fixture
-def exporter(tmp_path: Path, echo: EchoCollector, document_server: tuple[str, list[str]],
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    # The exporter runs in this process: without this, secrets other tests loaded here (e.g.
-    # "second-Secret-2" of test_probe_engine.py) are scrubbed from its answers too, and a
-    # fragment of one ("second") matches metric names (as tests/unit/test_redaction.py does).
-    monkeypatch.setattr(redaction, "_KNOWN", redaction._Known())
+def exporter(tmp_path: Path, echo: EchoCollector,
+             document_server: tuple[str, list[str]]) -> Iterator[str]:
     url, _ = document_server
     config = write(tmp_path / "exporter.yml", echo_config(url))
     with serving(config, HOST) as server:
