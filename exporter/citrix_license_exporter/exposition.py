@@ -4,8 +4,8 @@ Each collector's data is turned into metric families and encoded on its own, so 
 that cannot be exposed (a date out of range, a number too large, a lone surrogate) fails that
 collector only: the target answers 200 with that collector's ``collector_success 0`` (and
 ``up 0`` when it is the primary one), the reason is logged, and the engine stops serving that
-data from its cache. The bytes of a cached fetch are built (and scrubbed of secrets) once per
-fetch and format, then reused by every scrape until the next fetch.
+data from its cache. The bytes of a cached fetch are built (their label values scrubbed of
+secrets) once per fetch and format, then reused by every scrape until the next fetch.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
+from .collectors import registry
 from .config import ModuleConfig, TargetConfig, redact
-from .metrics import DATA_FAMILIES, outcome_families, probe_duration_family, server_families
+from .metrics import outcome_families, probe_duration_family, server_families
 from .probe import Outcome, Prober, ProbeResult, describe
 from .writer import format_of, write
 
@@ -42,8 +42,31 @@ class _Families:
         return self._families
 
 
+def scrub(families: Iterable[Metric]) -> list[Metric]:
+    """``families`` with every label value scrubbed of secrets, even one a hostile server echoed.
+
+    Label values are the only text in an answer that comes from outside the code (peers and the
+    configuration); names, label names and HELP texts are the exporter's own. Scrubbing the
+    encoded text instead would also cut a secret's fragments out of metric names: a password
+    starting with "second" would turn every ``_seconds`` into ``_<hidden>s`` and make the
+    answer unparseable.
+    """
+    out = list(families)
+    for metric in out:
+        samples = metric.samples
+        for i, sample in enumerate(samples):
+            if not sample.labels:
+                continue
+            clean = {name: redact(value) for name, value in sample.labels.items()}
+            if clean != sample.labels:
+                # _replace is the namedtuple's public API, not a private attribute.
+                samples[i] = sample._replace(labels=clean)
+    return out
+
+
 def encode(families: Iterable[Metric], encoder: Encoder, content_type: str) -> bytes:
     """``families`` in the negotiated format, scrubbed of secrets, without OpenMetrics' EOF."""
+    families = scrub(families)
     fmt = format_of(encoder, content_type)
     if fmt is not None:
         text = write(families, fmt)
@@ -54,8 +77,7 @@ def encode(families: Iterable[Metric], encoder: Encoder, content_type: str) -> b
         if raw.endswith(EOF_MARK):
             raw = raw[: -len(EOF_MARK)]
         text = raw.decode("utf-8")
-    # Scrubbed of credentials, even one a hostile server echoed into a value.
-    return redact(text).encode("utf-8")
+    return text.encode("utf-8")
 
 
 class ProbeRenderer:
@@ -63,7 +85,7 @@ class ProbeRenderer:
 
     def __init__(self, prober: Prober) -> None:
         self.prober = prober
-        self._encoded: OrderedDict[tuple[str, int, str], tuple[Any, bytes]] = OrderedDict()
+        self._encoded: OrderedDict[tuple[str, int, str], tuple[object, bytes]] = OrderedDict()
 
     def _data_bytes(
         self, outcome: Outcome, result: ProbeResult, encoder: Encoder, content_type: str
@@ -73,8 +95,9 @@ class ProbeRenderer:
         if hit is not None and hit[0] is outcome.data:
             self._encoded.move_to_end(key)
             return hit[1]
-        builder = DATA_FAMILIES[outcome.collector]
-        data = encode(builder(outcome.data, result), encoder, content_type)
+        collector = registry.get(outcome.collector)
+        assert collector is not None  # render() asks only for registered collectors
+        data = encode(collector.exposition(outcome.data, result), encoder, content_type)
         if outcome.from_cache or outcome.fetched_at is not None:
             # Keeping the data object alive with its bytes makes the id() key safe.
             self._encoded[key] = (outcome.data, data)
@@ -92,7 +115,7 @@ class ProbeRenderer:
         parts: list[bytes] = []
         for outcome in result.outcomes:
             exposed = outcome
-            if outcome.success and outcome.collector in DATA_FAMILIES:
+            if outcome.success and registry.get(outcome.collector) is not None:
                 try:
                     parts.append(self._data_bytes(outcome, result, encoder, content_type))
                 except Exception as exc:
