@@ -3,10 +3,11 @@ last good one.
 
 The pure side (schema, merge, deadlines) lives in ``citrix/``; this module does the I/O:
 
-* a **URL** source is fetched over HTTPS with TLS verification on (optionally against the
-  source's ``ca_file``), as a stream that stops at ``max_bytes`` and at ``timeout``; redirects
-  are followed only to HTTPS URLs and compressed responses are refused (the size cap counts
-  the bytes that are parsed);
+* a **URL** source is fetched through the exporter's one HTTP transport (transport.py, the
+  controller and Cloud collectors' too): TLS verification on (optionally against the source's
+  ``ca_file``), a body that stops at ``max_bytes``, one ``timeout`` for the headers and the
+  body as a whole; redirects are followed only to HTTPS URLs (at most ``MAX_REDIRECTS``) and
+  compressed responses are refused (the size cap counts the bytes that are parsed);
 * a **file** source is read up to ``max_bytes``;
 * either is parsed with :func:`parse_catalog_document` (``yaml.safe_load`` only) and must carry
   a ``generated`` date that is not older than the catalog it would replace (the source's last
@@ -24,8 +25,8 @@ on start and on reload) and never blocks a probe. docs/catalog.md describes the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,17 +34,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
-import httpx
-
-from . import __version__
 from .citrix.catalog import Catalog, CatalogError, load_bundled, parse_catalog_document
 from .citrix.feed import parse_feed
+from .collectors.base import CollectorError, Deadline, FailureKind
 from .config import CatalogConfig, CatalogSource
-from .tlscontext import client_context
+from .transport import Limits, TransportError, fetch, new_client
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"citrix-license-exporter/{__version__}"
 MAX_REDIRECTS = 5
 #: Longest reason kept for a log line.
 MAX_REASON = 2000
@@ -52,7 +50,12 @@ Kind = Literal["url", "file"]
 
 
 class SourceError(Exception):
-    """A source could not be read, or its document was refused. The text is safe to log."""
+    """A source could not be read, or its document was refused. The text is safe to log.
+    ``kind``: the failure kind when the fetch failed (None: the document was refused)."""
+
+    def __init__(self, message: str, kind: FailureKind | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,59 +69,27 @@ def _safe(text: str, source: CatalogSource) -> str:
     return text
 
 
-def _reject_plain_http(request: httpx.Request) -> None:
-    if request.url.scheme != "https":
-        raise SourceError("redirected to a URL that is not https; refused")
+async def fetch_source(source: CatalogSource, *, max_bytes: int, timeout: float) -> bytes:
+    """GET the source's URL through the exporter's one HTTP transport; return the body, or
+    raise SourceError. ``timeout`` bounds the whole fetch, headers and body alike."""
+    assert source.url is not None
+    limits = Limits(Deadline.after(timeout), max_bytes, size_setting="catalog max_bytes",
+                    deadline_name=f"{timeout:g}s", redirects=MAX_REDIRECTS)
+    try:
+        async with new_client(source.ca_file) as client:
+            answer = await fetch(client, "GET", source.url, limits)
+    except TransportError as exc:
+        # The log line names the source already: the reason alone, as the refresher logs it.
+        raise SourceError(_safe(exc.detail, source), exc.kind) from None
+    except CollectorError as exc:  # the CA file
+        raise SourceError(_safe(str(exc), source), exc.kind) from None
+    return answer.body
 
 
 def fetch_url(source: CatalogSource, *, max_bytes: int, timeout: float) -> bytes:
-    """GET the source's URL; return the body, or raise SourceError.
-
-    ``timeout`` bounds each network step and, while the body streams, the whole fetch.
-    """
-    assert source.url is not None
-    try:
-        verify = client_context(source.ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise SourceError(f"cannot load ca_file {source.ca_file}: {exc}") from None
-    deadline = time.monotonic() + timeout
-    try:
-        with httpx.Client(
-            verify=verify,
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=True,
-            max_redirects=MAX_REDIRECTS,
-            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-            event_hooks={"request": [_reject_plain_http]},
-        ) as client, client.stream("GET", source.url) as response:
-            if response.status_code != 200:
-                raise SourceError(f"HTTP {response.status_code} {response.reason_phrase}".strip())
-            encoding = response.headers.get("content-encoding", "identity").strip().lower()
-            if encoding not in ("", "identity"):
-                raise SourceError(f"compressed response ({encoding}) refused; only identity")
-            length = response.headers.get("content-length", "")
-            if length.isdigit() and int(length) > max_bytes:
-                raise SourceError(f"response is {length} bytes, the limit is {max_bytes}")
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_raw():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise SourceError(f"response is larger than {max_bytes} bytes; stopped")
-                if time.monotonic() > deadline:
-                    raise SourceError(f"response took longer than {timeout:g}s; stopped")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except SourceError:
-        raise
-    except httpx.TimeoutException as exc:
-        raise SourceError(_safe(f"timed out after {timeout:g}s ({type(exc).__name__})",
-                                source)) from None
-    except httpx.TooManyRedirects:
-        raise SourceError(f"more than {MAX_REDIRECTS} redirects") from None
-    except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise SourceError(_safe(f"{type(exc).__name__}: {reason}", source)) from None
+    """:func:`fetch_source` for callers outside an event loop (the refresher's thread, the
+    ``catalog`` command)."""
+    return asyncio.run(fetch_source(source, max_bytes=max_bytes, timeout=timeout))
 
 
 def read_file(path: str, *, max_bytes: int) -> bytes:

@@ -4,6 +4,7 @@ interval, and polling with deadlines."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import ipaddress
@@ -443,9 +444,12 @@ def test_tls_context_built_once_per_ca_file_across_fetches_and_sources(
                                  format="citrix_feed")):
         for _ in range(3):
             assert fetch_url(source, max_bytes=4000, timeout=5) == b"hello"
+    async def controller_client_get() -> bytes:
+        async with new_client(TLSConfig(ca_file=ca)) as client:
+            return (await client.get(catalog_server.url())).content
+
     for _ in range(3):
-        with new_client(TLSConfig(ca_file=ca)) as client:
-            assert client.get(catalog_server.url()).content == b"hello"
+        assert asyncio.run(controller_client_get()) == b"hello"
     assert tlscontext.build_count(ca) == 1
     # A changed CA file is loaded again (once), without a restart.
     catalog_server.ca_file.write_bytes(catalog_server.ca_file.read_bytes() + b"\n")

@@ -30,7 +30,7 @@ from citrix_license_exporter.citrix.controller_api import (
     select_sites,
     unique_site_labels,
 )
-from citrix_license_exporter.collectors.httpjson import retry_after_seconds
+from citrix_license_exporter.transport import retry_after_seconds
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

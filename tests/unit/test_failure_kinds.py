@@ -14,8 +14,8 @@ import requests
 
 from citrix_license_exporter.collectors.base import CollectorError, FailureKind
 from citrix_license_exporter.collectors.failures import classify
-from citrix_license_exporter.collectors.httpjson import HTTPStatusError
 from citrix_license_exporter.simulator.https import certificate
+from citrix_license_exporter.transport import HTTPStatusError
 
 INVALID = "ls-retired.example.invalid"  # RFC 6761: never resolves
 

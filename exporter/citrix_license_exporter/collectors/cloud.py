@@ -2,9 +2,9 @@
 reporting, from the licensing API used in public partner scripts.
 
 Fetch only; it names no metric. The License Server list covers the whole Citrix Cloud
-customer, so it is fetched once per ``cloud.cache_interval`` for all targets (one shared,
-thread-safe cache per customer and API client; concurrent probes wait for the one fetch in
-flight) and each probe only looks its target up in it:
+customer, so it is fetched once per ``cloud.cache_interval`` for all targets (one shared cache
+per customer and API client; the fetch runs as one task on the event loop, and concurrent
+probes await that one fetch in flight) and each probe only looks its target up in it:
 
 1. ``POST {trust_url}/root/tokens/clients`` with ``{"ClientId", "ClientSecret"}``, only when no
    token is held or it is about to expire (``expiresIn``), or the list call answered 401;
@@ -19,6 +19,7 @@ organisation cannot use this API (it is not documented for every customer) see t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
@@ -54,9 +55,10 @@ from ..config import (
 )
 from ..metrics import PREFIX, single, ts
 from ..settings.problems import refusal
+from ..transport import HTTPStatusError
 from .base import CollectorDocs, CollectorError, CollectorUnit, Deadline, FailureKind
 from .failures import classify
-from .httpjson import HTTPStatusError, new_client, request_json
+from .httpjson import REPORT_MARGIN, inner_deadline, new_client, request_json
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -94,11 +96,11 @@ ListKey = tuple[str, str, str, Secret | None, Secret | None]
 class _Entry:
     """The shared list of one customer (and API client), with single-flight fetching."""
 
-    __slots__ = ("in_flight", "last", "lock", "token", "token_renew_at")
+    __slots__ = ("in_flight", "last", "token", "token_renew_at")
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.in_flight: threading.Event | None = None
+        #: The fetch every probe of this customer awaits while it runs (on the event loop).
+        self.in_flight: asyncio.Task[_Fetched] | None = None
         self.last: _Fetched | None = None
         self.token: str | None = None
         self.token_renew_at = 0.0
@@ -163,16 +165,24 @@ class CloudCollector(CollectorUnit[CloudData, CloudConfig]):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[ListKey, _Entry] = {}
+        #: Fetches still running, referenced so that they are not garbage-collected.
+        self._fetches: set[asyncio.Task[_Fetched]] = set()
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
 
     def collect(self, target: TargetConfig, module: ModuleConfig, deadline: Deadline) -> CloudData:
+        """For callers outside the event loop."""
+        return asyncio.run(self.collect_async(target, module, deadline))
+
+    async def collect_async(
+        self, target: TargetConfig, module: ModuleConfig, deadline: Deadline
+    ) -> CloudData:
         config = module.cloud
         if config is None:
             raise CollectorError("the module has no cloud section", kind=FailureKind.INTERNAL)
-        fetched = self._shared_list(config, module.timeout, deadline)
+        fetched = await self._shared_list(config, module.timeout, deadline)
         if fetched.servers is None:
             left = max(0.0, config.cache_interval - (time.monotonic() - fetched.fetched_mono))
             raise CollectorError(
@@ -199,33 +209,47 @@ class CloudCollector(CollectorUnit[CloudData, CloudConfig]):
                 entry = self._entries[key] = _Entry()
             return entry
 
-    def _shared_list(self, config: CloudConfig, timeout: float, deadline: Deadline) -> _Fetched:
+    async def _shared_list(
+        self, config: CloudConfig, timeout: float, deadline: Deadline
+    ) -> _Fetched:
         entry = self._entry(config)
-        with entry.lock:
+        loop = asyncio.get_running_loop()
+        task = entry.in_flight
+        if task is not None and task.get_loop() is not loop:
+            task = None  # left by another loop (``collect`` outside the exporter's loop)
+        started = task is None
+        if task is None:
             last = entry.last
-            if (
-                last is not None
-                and entry.in_flight is None
-                and time.monotonic() - last.fetched_mono < config.cache_interval
-            ):
+            if last is not None and time.monotonic() - last.fetched_mono < config.cache_interval:
                 return last
-            waiting = entry.in_flight
-            if waiting is None:
-                entry.in_flight = threading.Event()
-        if waiting is not None:
-            if not waiting.wait(deadline.remaining()):
-                raise CollectorError(
-                    "probe deadline reached while another probe fetched the Citrix Cloud list",
-                    kind=FailureKind.TIMEOUT, logged=True,
-                )
-            with entry.lock:
-                assert entry.last is not None
-                return entry.last
-        # This probe fetches for everyone. Like the probe's own cache, the fetch gets the
-        # module's whole timeout even if this scrape's deadline is shorter.
-        fetch_deadline = Deadline(max(deadline.at, time.monotonic() + timeout))
+            # This probe starts the fetch for everyone, as a task of its own: it goes on when
+            # this probe's deadline passes and fills the list for the next probes. Like the
+            # probe's own cache, it gets the module's whole timeout even if this scrape's
+            # deadline is shorter.
+            fetch_deadline = Deadline(max(deadline.at, time.monotonic() + timeout))
+            task = entry.in_flight = loop.create_task(
+                self._fetch_for_all(entry, config, fetch_deadline))
+            self._fetches.add(task)
+            task.add_done_callback(self._fetches.discard)
         try:
-            servers = self._fetch(entry, config, fetch_deadline)
+            # Half the margin: a fetch cut at this probe's deadline reports first, with its
+            # own reason.
+            return await asyncio.wait_for(
+                asyncio.shield(task), inner_deadline(deadline, REPORT_MARGIN / 2).remaining())
+        except TimeoutError:
+            # Logged (by the probe) for the probe that started the fetch only: the others
+            # would repeat it once per target.
+            raise CollectorError(
+                "probe deadline reached while the Citrix Cloud list was being fetched (the "
+                "fetch goes on for the next probes)", kind=FailureKind.TIMEOUT,
+                logged=not started,
+            ) from None
+
+    async def _fetch_for_all(
+        self, entry: _Entry, config: CloudConfig, deadline: Deadline
+    ) -> _Fetched:
+        try:
+            servers = await self._fetch(entry, config, inner_deadline(deadline))
             fetched = _Fetched(servers, None, datetime.now(UTC), time.monotonic())
             log.info(
                 "Citrix Cloud License Server list fetched",
@@ -238,31 +262,30 @@ class CloudCollector(CollectorUnit[CloudData, CloudConfig]):
                 extra={"fields": {"customer_id": config.customer_id, "reason": str(exc),
                                   "retry_seconds": round(config.cache_interval)}},
             )
-        except Exception as exc:  # never leave waiters hanging
+        except Exception as exc:  # never leave waiters without an answer
             fetched = _Fetched(None, f"{type(exc).__name__}: {exc}", datetime.now(UTC),
                                time.monotonic(), FailureKind.INTERNAL)
             log.warning("Citrix Cloud License Server list fetch crashed",
                         extra={"fields": {"customer_id": config.customer_id,
                                           "reason": fetched.error}})
             log.debug("details", exc_info=True)
-        with entry.lock:
-            entry.last = fetched
-            done, entry.in_flight = entry.in_flight, None
-        if done is not None:
-            done.set()
+        finally:
+            if entry.in_flight is asyncio.current_task():
+                entry.in_flight = None
+        entry.last = fetched
         return fetched
 
-    def _fetch(
+    async def _fetch(
         self, entry: _Entry, config: CloudConfig, deadline: Deadline
     ) -> dict[str, CloudServerStatus]:
         url = f"{config.licensing_url}/{quote(config.customer_id, safe='')}/licenseservers"
         what = f"GET {url}"
-        with new_client(config.tls) as client:
+        async with new_client(config.tls) as client:
             for attempt in (1, 2):
-                token = self._token(entry, client, config, deadline, renew=attempt == 2)
+                token = await self._token(entry, client, config, deadline, renew=attempt == 2)
                 try:
-                    answer = request_json(
-                        client, "GET", url, what=what, deadline=deadline,
+                    answer = await request_json(
+                        client, "GET", url, deadline=deadline,
                         max_bytes=config.max_response_bytes,
                         headers={"Authorization": f"CwsAuth bearer={token}"},
                     )
@@ -286,10 +309,11 @@ class CloudCollector(CollectorUnit[CloudData, CloudConfig]):
             raise CollectorError(f"{what}: {exc}", kind=FailureKind.PARSE) from None
 
     @staticmethod
-    def _token(
-        entry: _Entry, client: httpx.Client, config: CloudConfig, deadline: Deadline, *, renew: bool
+    async def _token(
+        entry: _Entry, client: httpx.AsyncClient, config: CloudConfig, deadline: Deadline, *,
+        renew: bool,
     ) -> str:
-        # Only the one fetching thread per entry gets here, so no further locking is needed.
+        # Only the one fetch in flight per entry gets here, so no further locking is needed.
         if not renew and entry.token is not None and time.monotonic() < entry.token_renew_at:
             return entry.token
         url = f"{config.trust_url}/root/tokens/clients"
@@ -297,8 +321,8 @@ class CloudCollector(CollectorUnit[CloudData, CloudConfig]):
         if config.client_id is None or config.client_secret is None:
             raise CollectorError(f"{what}: no API client configured", kind=FailureKind.AUTH)
         try:
-            answer = request_json(
-                client, "POST", url, what=what, deadline=deadline,
+            answer = await request_json(
+                client, "POST", url, deadline=deadline,
                 max_bytes=config.max_response_bytes,
                 json_body={"ClientId": config.client_id.reveal(),
                            "ClientSecret": config.client_secret.reveal()},

@@ -20,6 +20,7 @@ request; failure reasons name URLs and statuses only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -57,9 +58,10 @@ from ..config import (
 )
 from ..metrics import CACHED_NOTE, PREFIX, gauge, ts
 from ..settings.problems import refusal
+from ..transport import HTTPStatusError
 from .base import CollectorDocs, CollectorError, CollectorUnit, Deadline, FailureKind
 from .failures import classify
-from .httpjson import HTTPStatusError, new_client, request_json
+from .httpjson import inner_deadline, new_client, request_json
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -106,7 +108,7 @@ class _Session:
     def __init__(
         self,
         owner: ControllerCollector,
-        client: httpx.Client,
+        client: httpx.AsyncClient,
         base: str,
         config: ControllerConfig,
         deadline: Deadline,
@@ -119,22 +121,22 @@ class _Session:
         self.deadline = deadline
         self.key: TokenKey = (base, config.username, config.password)
 
-    def get(self, path: str, extra: dict[str, str] | None = None) -> Any:
+    async def get(self, path: str, extra: dict[str, str] | None = None) -> Any:
         url = self.api + path
         what = f"GET {url}"
-        token = self.owner.token(self, stale=None)
+        token = await self.owner.token(self, stale=None)
         for attempt in (1, 2):
             headers = {"Citrix-CustomerId": CUSTOMER_ID,
                        "Authorization": f"CWSAuth Bearer={token}", **(extra or {})}
             try:
-                return request_json(
-                    self.client, "GET", url, what=what, deadline=self.deadline,
+                return (await request_json(
+                    self.client, "GET", url, deadline=self.deadline,
                     max_bytes=self.config.max_response_bytes, headers=headers,
-                ).body
+                )).body
             except HTTPStatusError as exc:
                 if exc.status == 401 and attempt == 1:
                     # Expired or revoked before its ExpiresAt (e.g. the controller restarted).
-                    token = self.owner.token(self, stale=token)
+                    token = await self.owner.token(self, stale=token)
                     continue
                 if exc.status == 401:
                     raise HTTPStatusError(f"{what}: HTTP 401 even with a new token", 401) from None
@@ -198,7 +200,7 @@ class ControllerCollector(CollectorUnit[ControllerData, ControllerConfig]):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tokens: dict[TokenKey, _HeldToken] = {}
-        self._login_locks: dict[TokenKey, threading.Lock] = {}
+        self._login_locks: dict[TokenKey, asyncio.Lock] = {}
         self._reported: set[tuple[str, str]] = set()
 
     # -- tokens ----------------------------------------------------------------------------
@@ -207,7 +209,7 @@ class ControllerCollector(CollectorUnit[ControllerData, ControllerConfig]):
         with self._lock:
             self._tokens.clear()
 
-    def token(self, session: _Session, stale: str | None) -> str:
+    async def token(self, session: _Session, stale: str | None) -> str:
         """A valid token for the session's controller and account: the held one, or a new one
         (one login at a time per key). ``stale``: a token the API just refused."""
         key = session.key
@@ -215,16 +217,20 @@ class ControllerCollector(CollectorUnit[ControllerData, ControllerConfig]):
             held = self._tokens.get(key)
             if held is not None and held.value != stale and time.monotonic() < held.renew_at:
                 return held.value
-            login_lock = self._login_locks.setdefault(key, threading.Lock())
-        if not login_lock.acquire(timeout=session.deadline.remaining()):
-            raise CollectorError(f"POST {session.api}/Tokens: probe deadline reached while "
-                                 "another probe was logging in", kind=FailureKind.TIMEOUT)
+            login_lock = self._login_locks.setdefault(key, asyncio.Lock())
+        try:
+            async with asyncio.timeout(session.deadline.remaining()):
+                await login_lock.acquire()
+        except TimeoutError:
+            raise CollectorError(
+                f"POST {session.api}/Tokens: probe deadline reached while another probe was "
+                "logging in", kind=FailureKind.TIMEOUT) from None
         try:
             with self._lock:
                 held = self._tokens.get(key)
                 if held is not None and held.value != stale and time.monotonic() < held.renew_at:
                     return held.value  # another probe logged in meanwhile
-            value, renew_at = self._login(session)
+            value, renew_at = await self._login(session)
             with self._lock:
                 if len(self._tokens) >= MAX_TOKENS:
                     self._tokens.clear()
@@ -234,15 +240,15 @@ class ControllerCollector(CollectorUnit[ControllerData, ControllerConfig]):
             login_lock.release()
 
     @staticmethod
-    def _login(session: _Session) -> tuple[str, float]:
+    async def _login(session: _Session) -> tuple[str, float]:
         config = session.config
         url = f"{session.api}/Tokens"
         what = f"POST {url}"
         if config.password is None:
             raise AuthenticationFailed(f"{what}: no password configured")
         try:
-            answer = request_json(
-                session.client, "POST", url, what=what, deadline=session.deadline,
+            answer = await request_json(
+                session.client, "POST", url, deadline=session.deadline,
                 max_bytes=config.max_response_bytes,
                 auth=(config.username, config.password.reveal()),
             )
@@ -269,6 +275,12 @@ class ControllerCollector(CollectorUnit[ControllerData, ControllerConfig]):
     def collect(
         self, target: TargetConfig, module: ModuleConfig, deadline: Deadline
     ) -> ControllerData:
+        """For callers outside the event loop."""
+        return asyncio.run(self.collect_async(target, module, deadline))
+
+    async def collect_async(
+        self, target: TargetConfig, module: ModuleConfig, deadline: Deadline
+    ) -> ControllerData:
         config = module.controller
         if config is None:
             raise CollectorError("the module has no controller section")
@@ -278,11 +290,12 @@ class ControllerCollector(CollectorUnit[ControllerData, ControllerConfig]):
             )
         failures: list[str] = []
         kinds: list[FailureKind] = []
-        with new_client(config.tls) as client:
+        deadline = inner_deadline(deadline)
+        async with new_client(config.tls) as client:
             for base in target.controllers:
                 session = _Session(self, client, base, config, deadline)
                 try:
-                    return self._collect(session, target)
+                    return await self._collect(session, target)
                 except AuthenticationFailed:
                     raise
                 except CollectorError as exc:
@@ -296,9 +309,9 @@ class ControllerCollector(CollectorUnit[ControllerData, ControllerConfig]):
         raise CollectorError(f"no controller answered ({len(failures)} tried): "
                              + "; ".join(failures), kind=kinds[0] if kinds else None)
 
-    def _collect(self, session: _Session, target: TargetConfig) -> ControllerData:
+    async def _collect(self, session: _Session, target: TargetConfig) -> ControllerData:
         try:
-            refs = select_sites(parse_site_list(session.get("/Sites")), target.site)
+            refs = select_sites(parse_site_list(await session.get("/Sites")), target.site)
         except APIFormatError as exc:
             raise CollectorError(f"GET {session.api}/Sites: {exc}",
                                  kind=FailureKind.PARSE) from None
@@ -308,8 +321,8 @@ class ControllerCollector(CollectorUnit[ControllerData, ControllerConfig]):
         sites = []
         for ref in refs:
             path = f"/Sites/{quote(ref.id, safe='')}"
-            detail = session.get(path)
-            overview = self._overview(session, ref.id)
+            detail = await session.get(path)
+            overview = await self._overview(session, ref.id)
             try:
                 site = parse_site(detail, overview)
             except APIFormatError as exc:
@@ -320,12 +333,12 @@ class ControllerCollector(CollectorUnit[ControllerData, ControllerConfig]):
             sites.append(site)
         return ControllerData(session.base, tuple(sites), datetime.now(UTC))
 
-    def _overview(self, session: _Session, site_id: str) -> Any:
+    async def _overview(self, session: _Session, site_id: str) -> Any:
         path = session.config.license_overview_path
         if not path:
             return None
         try:
-            return session.get(path, {"Citrix-InstanceId": site_id})
+            return await session.get(path, {"Citrix-InstanceId": site_id})
         except HTTPStatusError as exc:
             if exc.status in OVERVIEW_ABSENT:
                 log.debug("controller has no license overview call",
