@@ -5,7 +5,10 @@ that cannot be exposed (a date out of range, a number too large, a lone surrogat
 collector only: the target answers 200 with that collector's ``collector_success 0`` (and
 ``up 0`` when it is the primary one), the reason is logged, and the engine stops serving that
 data from its cache. The bytes of a cached fetch are built (and scrubbed of secrets) once per
-fetch and format, then reused by every scrape until the next fetch.
+fetch and format, then reused by every scrape until the next fetch. Where the text format and
+OpenMetrics come out the same (gauges whose help has no ``"``: the usual case), one bytes
+object serves both: every probe also renders the text format for the probe history, so each
+cached target would otherwise keep its answer twice.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from prometheus_client.exposition import choose_encoder
 from .config import ModuleConfig, TargetConfig, redact
 from .metrics import DATA_FAMILIES, outcome_families, probe_duration_family, server_families
 from .probe import Outcome, Prober, ProbeResult, describe
-from .writer import format_of, write
+from .writer import format_of, same_in_both_formats, write
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,11 @@ class _Families:
 
 def encode(families: Iterable[Metric], encoder: Encoder, content_type: str) -> bytes:
     """``families`` in the negotiated format, scrubbed of secrets, without OpenMetrics' EOF."""
-    fmt = format_of(encoder, content_type)
+    return _encode(families, encoder, content_type, format_of(encoder, content_type))
+
+
+def _encode(families: Iterable[Metric], encoder: Encoder, content_type: str,
+            fmt: bool | None) -> bytes:
     if fmt is not None:
         text = write(families, fmt)
     else:
@@ -63,21 +70,28 @@ class ProbeRenderer:
 
     def __init__(self, prober: Prober) -> None:
         self.prober = prober
-        self._encoded: OrderedDict[tuple[str, int, str], tuple[Any, bytes]] = OrderedDict()
+        #: (collector, id(data), format) -> (data, bytes); the format is the writer's (False:
+        #: text, True: OpenMetrics) or else the content type.
+        self._encoded: OrderedDict[tuple[str, int, bool | str], tuple[Any, bytes]] = (
+            OrderedDict())
 
     def _data_bytes(
         self, outcome: Outcome, result: ProbeResult, encoder: Encoder, content_type: str
     ) -> bytes:
-        key = (outcome.collector, id(outcome.data), content_type)
+        fmt = format_of(encoder, content_type)
+        key = (outcome.collector, id(outcome.data), content_type if fmt is None else fmt)
         hit = self._encoded.get(key)
         if hit is not None and hit[0] is outcome.data:
             self._encoded.move_to_end(key)
             return hit[1]
-        builder = DATA_FAMILIES[outcome.collector]
-        data = encode(builder(outcome.data, result), encoder, content_type)
+        families = list(DATA_FAMILIES[outcome.collector](outcome.data, result))
+        data = _encode(families, encoder, content_type, fmt)
         if outcome.from_cache or outcome.fetched_at is not None:
             # Keeping the data object alive with its bytes makes the id() key safe.
             self._encoded[key] = (outcome.data, data)
+            if fmt is not None and same_in_both_formats(families):
+                self._encoded[(outcome.collector, id(outcome.data), not fmt)] = (
+                    outcome.data, data)
             while len(self._encoded) > MAX_ENCODED:
                 self._encoded.popitem(last=False)
         return data
