@@ -411,7 +411,9 @@ class Bench:
         config = exporter_config(base, size, {}, config_dir / f"net-{size}.yml")
         names = [t["name"] for t in base["targets"][:size]]
         label = f"net-{latency * 1000:g}ms-{size}"
-        rounds = _rounds_for(size, 40, 2, 8)
+        # At least ~200 probes per row where that is cheap: CPU is counted in 10 ms clock
+        # ticks, and 40 probes of 2-3 ms each left the ratio to blackbox_exporter +-10 %.
+        rounds = _rounds_for(size, 200, 2, 30)
         with self.exporter(config, size, label) as (exporter, port):
             def scrape(name: str) -> Scrape:
                 return Scrape(HOST, port, f"/probe?target={name}")
@@ -463,7 +465,7 @@ class Bench:
                     "winrm": settings}
 
         cold_rounds = _rounds_for(size, 20, 1, 3)
-        warm_rounds = _rounds_for(size, 60, 2, 15)
+        warm_rounds = _rounds_for(size, 300, 2, 60)  # ~1-2 ms each: enough ticks to count
         # Every cold round and every solo probe uses settings of its own, so each starts cold.
         modules = {f"cold-{i}": module(variant=1 + i) for i in range(cold_rounds)}
         modules |= {f"solo-{i}": module(variant=100 + i) for i in range(4)}

@@ -26,7 +26,7 @@ from prometheus_client.exposition import choose_encoder
 from .config import ModuleConfig, TargetConfig, redact
 from .metrics import DATA_FAMILIES, outcome_families, probe_duration_family, server_families
 from .probe import Outcome, Prober, ProbeResult, describe
-from .writer import format_of, same_in_both_formats, write
+from .writer import OPENMETRICS_CONTENT_TYPE, format_of, same_in_both_formats, write
 
 log = logging.getLogger(__name__)
 
@@ -77,56 +77,90 @@ class ProbeRenderer:
 
     def _data_bytes(
         self, outcome: Outcome, result: ProbeResult, encoder: Encoder, content_type: str
-    ) -> bytes:
+    ) -> tuple[bytes, bool]:
+        """The data's bytes, and whether the other format's would be the same."""
         fmt = format_of(encoder, content_type)
         key = (outcome.collector, id(outcome.data), content_type if fmt is None else fmt)
         hit = self._encoded.get(key)
         if hit is not None and hit[0] is outcome.data:
             self._encoded.move_to_end(key)
-            return hit[1]
+            other = (None if fmt is None
+                     else self._encoded.get((outcome.collector, id(outcome.data), not fmt)))
+            return hit[1], other is not None and other[1] is hit[1]
         families = list(DATA_FAMILIES[outcome.collector](outcome.data, result))
         data = _encode(families, encoder, content_type, fmt)
+        alike = fmt is not None and same_in_both_formats(families)
         if outcome.from_cache or outcome.fetched_at is not None:
             # Keeping the data object alive with its bytes makes the id() key safe.
             self._encoded[key] = (outcome.data, data)
-            if fmt is not None and same_in_both_formats(families):
+            if alike:
                 self._encoded[(outcome.collector, id(outcome.data), not fmt)] = (
                     outcome.data, data)
             while len(self._encoded) > MAX_ENCODED:
                 self._encoded.popitem(last=False)
-        return data
+        return data, alike
 
     def render(
         self, result: ProbeResult, duration: float, accept: str
     ) -> tuple[bytes, str, ProbeResult]:
         """The answer's body and content type, and the result as exposed (a collector whose
         data could not be exposed turned into a failure)."""
+        body, content_type, result, _ = self._render(result, duration, accept)
+        return body, content_type, result
+
+    def render_with_text(
+        self, result: ProbeResult, duration: float, accept: str
+    ) -> tuple[bytes, str, ProbeResult, bytes]:
+        """``render``, and the same answer in the text format (for the probe history): taken
+        from the answer when every part is written alike in both formats, as a network or
+        cached probe's usually is, else rendered again."""
+        body, content_type, result, alike = self._render(result, duration, accept)
+        if content_type.startswith("text/plain"):
+            return body, content_type, result, body
+        if alike and content_type == OPENMETRICS_CONTENT_TYPE:
+            return body, content_type, result, body[: -len(EOF_MARK)]
+        return body, content_type, result, self.render(result, duration, "")[0]
+
+    def _render(
+        self, result: ProbeResult, duration: float, accept: str
+    ) -> tuple[bytes, str, ProbeResult, bool]:
         encoder, content_type = choose_encoder(accept)
+        fmt = format_of(encoder, content_type)
+        #: Whether the text format would give the same body (without OpenMetrics' EOF): only
+        #: when nothing failed, so that a second render would not log anything either.
+        alike = fmt is not None
         outcomes: list[Outcome] = []
         parts: list[bytes] = []
         for outcome in result.outcomes:
             exposed = outcome
             if outcome.success and outcome.collector in DATA_FAMILIES:
                 try:
-                    parts.append(self._data_bytes(outcome, result, encoder, content_type))
+                    data, data_alike = self._data_bytes(outcome, result, encoder, content_type)
+                    parts.append(data)
+                    alike = alike and data_alike
                 except Exception as exc:
                     exposed = self._reject(result.target, result.module, outcome, exc)
+                    alike = False
             outcomes.append(exposed)
         if tuple(outcomes) != result.outcomes:
             result = replace(result, outcomes=tuple(outcomes))
         try:
-            parts.append(encode(server_families(result), encoder, content_type))
+            server = list(server_families(result))
+            parts.append(_encode(server, encoder, content_type, fmt))
+            alike = alike and same_in_both_formats(server)
         except Exception as exc:
+            alike = False
             log.warning("cannot expose the version assessment",
                         extra={"fields": {"target": result.target.name,
                                           "reason": describe(exc)}})
-        core = outcome_families(result)
-        timing = probe_duration_family(duration)
-        body = b"".join([encode(core, encoder, content_type), *parts,
-                         encode([timing], encoder, content_type)])
+        core = list(outcome_families(result))
+        timing = [probe_duration_family(duration)]
+        alike = alike and same_in_both_formats(core) and same_in_both_formats(timing)
+        body = b"".join([_encode(core, encoder, content_type, fmt), *parts,
+                         _encode(timing, encoder, content_type, fmt)])
         if content_type.startswith("application/openmetrics-text"):
             body += EOF_MARK
-        return body, content_type, result
+        return body, content_type, result, alike
 
     def _reject(
         self, target: TargetConfig, module: ModuleConfig, outcome: Outcome, exc: Exception

@@ -347,6 +347,8 @@ def test_cached_data_is_encoded_once_for_both_formats_when_they_agree(
         assert len(built) == 2
     else:
         assert len(built) == 1
+    # The text kept for the probe history is the text format's, however it is made.
+    assert renderer.render_with_text(result, 0.1, OPENMETRICS)[3] == text
     # Later probes of the same cached data build nothing more.
     renderer.render(run(prober, target, module), 0.1, OPENMETRICS)
     renderer.render(run(prober, target, module), 0.1, "")
