@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from . import __version__
 from .catalog_sources import CatalogRefresher, RefreshStatus
 from .citrix.catalog import Catalog, load_bundled, merge
+from .collectors import registry
 from .collectors.base import Collector
 from .config import Config, ConfigError, load_config
 from .history import ProbeHistory
@@ -25,18 +26,9 @@ log = logging.getLogger(__name__)
 
 
 def default_collectors() -> dict[str, Collector]:
-    """Every collector the exporter knows, by the name modules use in ``collectors:``."""
-    from .collectors.cloud import CloudCollector
-    from .collectors.controller import ControllerCollector
-    from .collectors.network import NetworkCollector
-    from .collectors.winrm import WinRMCollector
-
-    return {
-        "probe": NetworkCollector(),
-        "winrm": WinRMCollector(),
-        "controller": ControllerCollector(),
-        "cloud": CloudCollector(),
-    }
+    """Every registered collector (collectors/registry.py), by the name modules use in
+    ``collectors:``."""
+    return dict(registry.collectors())
 
 
 @dataclass

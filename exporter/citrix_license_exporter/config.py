@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -34,23 +34,31 @@ from pydantic import (
 )
 
 from .citrix.catalog import MAX_DATE, MAX_DOCUMENT_BYTES, MIN_DATE, Release, parse_releases
-from .citrix.licensing import DEFAULT_SERVICES, ServiceSpec, parse_service_specs
 from .citrix.policy import DEFAULT_MINIMUM_BUILDS, MinimumBuild, PolicyConfig
 from .redaction import MIN_REDACTED_LENGTH, REDACTED, Secret, redact, shorten
 from .settings import yamlsource
-from .settings.problems import Problem, Section, Several, from_validation_error, kind, refusal
+
+if TYPE_CHECKING:
+    from .collectors.cloud import CloudConfig
+    from .collectors.controller import ControllerConfig
+    from .collectors.winrm import WinRMConfig
+
+from .settings.problems import (
+    Nested,
+    Problem,
+    Section,
+    from_validation_error,
+    kind,
+    refusal,
+)
 
 __all__ = [
-    "COLLECTORS", "DEFAULT_PORTS", "MIN_REDACTED_LENGTH", "REDACTED", "CatalogConfig",
-    "CatalogSource", "CloudConfig", "Config", "ConfigError", "ControllerConfig", "KerberosConfig",
-    "ModuleConfig",
-    "ProbeConfig", "Secret", "TLSConfig", "TargetConfig", "WinRMConfig", "load_config",
-    "parse_config", "parse_duration", "redact", "redact_url", "shorten",
+    "DEFAULT_PORTS", "MIN_REDACTED_LENGTH", "REDACTED", "CatalogConfig", "CatalogSource",
+    "Config", "ConfigError", "ModuleConfig", "ProbeConfig", "Secret", "SectionModel",
+    "TLSConfig", "TargetConfig", "load_config", "parse_config", "parse_duration", "redact",
+    "redact_url", "shorten",
 ]
 
-COLLECTORS = ("probe", "winrm", "controller", "cloud")
-#: Collectors that send credentials (their section's secrets) to the target.
-CREDENTIAL_COLLECTORS = frozenset({"winrm", "controller", "cloud"})
 DEFAULT_PORTS: Mapping[str, int] = {
     "license_manager": 27000,
     "vendor_daemon": 7279,
@@ -64,7 +72,6 @@ MAX_CONFIG_BYTES = 4 * 1024 * 1024
 MAX_TIMEOUT = 3600.0
 MAX_CACHE_INTERVAL = 30 * 86400.0
 MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
-MAX_LOG_TAIL_BYTES = 64 * 1024 * 1024
 #: Ten years: with catalog dates up to MAX_DATE the deadline stays a valid date.
 MAX_POLICY_MONTHS = 120
 MAX_BUILD = 999_999_999
@@ -327,6 +334,11 @@ class _Model(Section):
         return data
 
 
+#: The base of a collector's module section (``modules.<module>.<collector>``): frozen, unknown
+#: keys refused, ``key:`` with no value meaning the default (collectors/base.py).
+SectionModel = _Model
+
+
 def _resolve_file(value: str | None, info: ValidationInfo) -> str | None:
     """A file name relative to the configuration file's folder, which must exist."""
     base_dir = (info.context or {}).get("base_dir")
@@ -336,6 +348,16 @@ def _resolve_file(value: str | None, info: ValidationInfo) -> str | None:
     if not path.is_file():
         raise refusal(f"{path} does not exist")
     return str(path)
+
+
+# Building blocks of the collectors' section models (collectors/*.py, docs/collectors.md): the
+# same rules, in the same words, in every section.
+non_empty = _str
+choice = _choice
+int_in = _int_in
+optional_port = _optional_port
+read_secrets = _read_secrets
+resolve_file = _resolve_file
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,175 +398,6 @@ class ProbeConfig(_Model):
         return {**DEFAULT_PORTS, **value}
 
 
-_SPN = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}/[A-Za-z0-9.-]{1,253}$")
-_REALM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,254}$")
-#: WMI instances read per class at most (a License Server has a few dozen pools).
-MAX_INSTANCES_LIMIT = 1_000_000
-
-
-def _realm(value: object) -> str | None:
-    if value is None:
-        return None
-    text = _str(value)
-    if not _REALM.match(text):
-        raise ValueError("expected a realm name such as CORP.EXAMPLE.COM")
-    return text
-
-
-def _spn(value: object) -> str | None:
-    if value is None:
-        return None
-    text = _str(value)
-    if not _SPN.match(text):
-        raise ValueError("expected SERVICE/host, e.g. HTTP/ls01.corp.example.com")
-    return text
-
-
-class KerberosConfig(_Model):
-    """``winrm.kerberos`` (auth kerberos): where the client's ticket comes from, and the SPN.
-
-    The source is the module's password (the exporter runs kinit into a private credential
-    cache), else ``keytab``, else an existing credential cache (``ccache``, or KRB5CCNAME).
-    """
-
-    #: The realm of ``username`` when it has no ``@REALM`` part.
-    realm: Annotated[str | None, PlainValidator(_realm)] = None
-    #: The service principal, ``SERVICE/host`` (default ``HTTP/<host of the WinRM URL>``).
-    spn: Annotated[str | None, PlainValidator(_spn)] = None
-    keytab: OptionalStr = None
-    ccache: OptionalStr = None
-
-    @field_validator("keytab")
-    @classmethod
-    def _keytab(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _resolve_file(value.removeprefix("FILE:") if value else value, info)
-
-
-def _services(value: object) -> tuple[ServiceSpec, ...]:
-    """``winrm.services`` as written (citrix/licensing.py's rules), or as code builds it."""
-    if isinstance(value, tuple) and all(isinstance(s, ServiceSpec) for s in value):
-        return value
-    return parse_service_specs(value)
-
-
-def _cross_checks(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
-    """The Kerberos credential rules, on the keys as written."""
-    if raw.get("auth") != "kerberos":
-        return []
-    found = raw.get("kerberos")
-    kerberos: Mapping[str, Any] = found if isinstance(found, dict) else {}
-    password = any(raw.get(k) is not None for k in ("password", "password_file", "password_env"))
-    keytab = kerberos.get("keytab") is not None
-    sources = [name for name, given in (
-        ("password_file/password_env", password), ("kerberos.keytab", keytab),
-        ("kerberos.ccache", kerberos.get("ccache") is not None)) if given]
-    problems: list[tuple[tuple[str | int, ...], str]] = []
-    if len(sources) > 1:
-        problems.append(((), "auth kerberos takes one credential source, got "
-                         + " and ".join(sources)))
-    if (password or keytab) and not raw.get("username"):
-        problems.append((("username",), "required for auth kerberos with a password or keytab "
-                         "(the client principal, user or user@REALM)"))
-    return problems
-
-
-class WinRMConfig(_Model):
-    input_keys: ClassVar[frozenset[str]] = frozenset({"password_file", "password_env"})
-
-    scheme: Annotated[Literal["https", "http"], _choice("https", "http")] = "https"
-    auth: Annotated[
-        Literal["ntlm", "basic", "kerberos"], _choice("ntlm", "basic", "kerberos")
-    ] = "ntlm"
-    allow_unencrypted: Bool = False
-    username: str = Field(default="", validate_default=True)
-    password: SecretValue = Field(default=None, validate_default=True)
-    port: Annotated[int | None, PlainValidator(_optional_port)] = None
-    path: Str = "/wsman"
-    tls: TLSConfig = Field(default_factory=TLSConfig)
-    cache_interval: CacheInterval = 900.0
-    log_tail_bytes: Annotated[int, _int_in(1, MAX_LOG_TAIL_BYTES)] = 256 * 1024
-    max_response_bytes: Bytes = 8 * 1024 * 1024
-    #: WMI instances read per class at most (a License Server has a few dozen pools).
-    max_instances: Annotated[int, _int_in(1, MAX_INSTANCES_LIMIT)] = 10_000
-    kerberos: KerberosConfig | None = Field(default=None, validate_default=True)
-    #: The Windows services watched (citrix/licensing.py DEFAULT_SERVICES: the four of 11.17.2).
-    services: Annotated[tuple[ServiceSpec, ...], PlainValidator(_services)] = DEFAULT_SERVICES
-    #: Whether WMI Count includes the overdraft allowance (docs/assumptions.md, Overdraft).
-    count_includes_overdraft: Bool = True
-    #: Rules across keys, judged on what was written (so that a bad value of one key does not
-    #: hide them): see _cross_checks. Never set in a file.
-    checks: None = Field(default=None, alias="__checks__", validate_default=True, repr=False)
-
-    internal_keys: ClassVar[frozenset[str]] = frozenset({"__checks__"})
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
-        if isinstance(data, dict):
-            data = {**data, "__checks__": _cross_checks(data)}
-        return _read_secrets(data, info, ("password",))
-
-    @field_validator("username", mode="plain")
-    @classmethod
-    def _username(cls, value: object, info: ValidationInfo) -> str:
-        auth = info.data.get("auth")
-        if value is None or value == "":
-            if auth in ("ntlm", "basic"):
-                raise refusal(f"required for auth {auth}")
-            return ""
-        return _str(value)
-
-    @field_validator("password")
-    @classmethod
-    def _password(cls, value: Secret | None, info: ValidationInfo) -> Secret | None:
-        auth = info.data.get("auth")
-        if auth in ("ntlm", "basic") and value is None and info.context is not None:
-            raise refusal(f"auth {auth} needs password_file or password_env", key=None)
-        if auth == "basic" and info.data.get("scheme") == "http" \
-                and info.data.get("allow_unencrypted") is False:
-            raise refusal(
-                "basic authentication over http sends the password in clear text; "
-                "use scheme https, auth ntlm, or set allow_unencrypted: true", key="auth",
-            )
-        return value
-
-    @field_validator("kerberos")
-    @classmethod
-    def _kerberos(
-        cls, value: KerberosConfig | None, info: ValidationInfo
-    ) -> KerberosConfig | None:
-        auth = info.data.get("auth")
-        if auth is None:
-            return value
-        if auth != "kerberos":
-            if value is not None:
-                raise refusal("only for auth kerberos")
-            return None
-        return value or KerberosConfig()
-
-    @field_validator("checks", mode="plain")
-    @classmethod
-    def _raw_checks(cls, value: object) -> None:
-        if value:
-            raise Several(value)  # type: ignore[arg-type]
-
-    @model_validator(mode="after")
-    def _tail_fits(self, info: ValidationInfo) -> WinRMConfig:
-        # The log tail travels Base64-encoded (4/3) inside the answer: a tail that cannot fit
-        # would fail every collection. (Code may build tighter caps on purpose: file only.)
-        if info.context is not None \
-                and self.log_tail_bytes * 4 // 3 + 64 * 1024 > self.max_response_bytes:
-            raise refusal(
-                "log_tail_bytes does not fit in max_response_bytes (the tail travels "
-                "Base64-encoded: raise max_response_bytes or lower log_tail_bytes)"
-            )
-        return self
-
-    @property
-    def effective_port(self) -> int:
-        return self.port or (5986 if self.scheme == "https" else 5985)
-
-
 _HTTPS_URL = re.compile(r"^https://[^/\s?#@]+/?$")
 _HTTPS_BASE_URL = re.compile(r"^https://[^/\s?#@]+(/[^\s?#]*)?$")
 
@@ -577,71 +430,6 @@ HttpsBaseURL = Annotated[str, PlainValidator(_https_base_url)]
 URLPath = Annotated[str, PlainValidator(_url_path)]
 
 
-class ControllerConfig(_Model):
-    """The Delivery Controller REST API (``https://<controller>/cvad/manage``), read-only."""
-
-    input_keys: ClassVar[frozenset[str]] = frozenset({"password_file", "password_env"})
-
-    username: Str
-    password: SecretValue = Field(default=None, validate_default=True)
-    tls: TLSConfig = Field(default_factory=TLSConfig)
-    base_path: URLPath = "/cvad/manage"
-    #: Where the License Server status (LicenseInformation.LicenseServerStatus) is read, per
-    #: site; empty: not read (see docs/controller-and-cloud.md).
-    license_overview_path: URLPath = "/Licensing/LicenseOverview"
-    cache_interval: CacheInterval = 60.0
-    max_response_bytes: Bytes = 4 * 1024 * 1024
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
-        return _read_secrets(data, info, ("password",))
-
-    @field_validator("password")
-    @classmethod
-    def _password(cls, value: Secret | None, info: ValidationInfo) -> Secret | None:
-        if value is None and info.context is not None:
-            raise refusal("the controller API needs password_file or password_env", key=None)
-        return value
-
-
-def _customer_id(value: object) -> str:
-    text = _str(value)
-    if not re.match(r"^[A-Za-z0-9_.-]{1,128}$", text):
-        raise ValueError("expected the Citrix Cloud customer ID (letters, digits, '.', '_', '-')")
-    return text
-
-
-class CloudConfig(_Model):
-    """Citrix Cloud's licensing API (experimental): one License Server list per customer."""
-
-    input_keys: ClassVar[frozenset[str]] = frozenset(
-        {"client_id_file", "client_id_env", "client_secret_file", "client_secret_env"}
-    )
-
-    customer_id: Annotated[str, PlainValidator(_customer_id)]
-    client_id: SecretValue = Field(default=None, validate_default=True)
-    client_secret: SecretValue = Field(default=None, validate_default=True)
-    trust_url: HttpsBaseURL = "https://trust.citrixworkspacesapi.net"
-    licensing_url: HttpsBaseURL = "https://licensing.citrixworkspacesapi.net"
-    tls: TLSConfig = Field(default_factory=TLSConfig)
-    cache_interval: PositiveCacheInterval = 900.0
-    max_response_bytes: Bytes = 8 * 1024 * 1024
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
-        return _read_secrets(data, info, ("client_id", "client_secret"))
-
-    @field_validator("client_id", "client_secret")
-    @classmethod
-    def _required(cls, value: Secret | None, info: ValidationInfo) -> Secret | None:
-        if value is None and info.context is not None:
-            name = info.field_name
-            raise refusal(f"Citrix Cloud API access needs {name}_file or {name}_env", key=None)
-        return value
-
-
 def _collectors(value: object) -> object:
     if not isinstance(value, list | tuple) or not value:
         raise ValueError("expected a non-empty list of collector names")
@@ -649,9 +437,15 @@ def _collectors(value: object) -> object:
 
 
 def _collector(value: object) -> str:
-    if value not in COLLECTORS:
-        raise ValueError(f"unknown collector {_quote(value)} (known: {', '.join(COLLECTORS)})")
+    from .collectors import registry
+
+    known = registry.names()
+    if value not in known:
+        raise ValueError(f"unknown collector {_quote(value)} (known: {', '.join(known)})")
     return str(value)
+
+
+_S = TypeVar("_S", bound=Section)
 
 
 class ModuleConfig(_Model):
@@ -665,10 +459,31 @@ class ModuleConfig(_Model):
     ] = ("probe",)
     primary: str = Field(default="", validate_default=True)
     allow_unlisted_targets: Bool = False
-    probe: ProbeConfig = Field(default_factory=ProbeConfig)
-    winrm: WinRMConfig | None = Field(default=None, validate_default=True)
-    controller: ControllerConfig | None = Field(default=None, validate_default=True)
-    cloud: CloudConfig | None = Field(default=None, validate_default=True)
+    #: The registered collectors' sections (``probe:``, ``winrm:``...) by collector name, each
+    #: validated by its collector's model (collectors/registry.py). Never set in a file.
+    sections: Mapping[str, Section] = Field(
+        default_factory=dict, alias="__sections__", validate_default=True, repr=False
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_sections(cls, data: Any) -> Any:
+        """Moves the keys named after a registered collector under ``__sections__``."""
+        from .collectors import registry
+
+        if not isinstance(data, dict):
+            return data
+        keys = registry.sections()
+        gathered = {k: v for k, v in data.items() if k in keys and v is not None}
+        rest = {k: v for k, v in data.items() if k not in keys}
+        return {**rest, "__sections__": gathered}
+
+    @classmethod
+    def allowed_keys(cls) -> list[str]:
+        from .collectors import registry
+
+        names = {f.alias or n for n, f in cls.model_fields.items()} - cls.internal_keys
+        return sorted(names - {"__sections__"} | set(registry.sections()))
 
     @field_validator("collectors", mode="before")
     @classmethod
@@ -693,31 +508,81 @@ class ModuleConfig(_Model):
             raise refusal(f"{_quote(text)} is not in this module's collectors")
         return text
 
-    @field_validator("winrm", "controller", "cloud")
+    @field_validator("sections", mode="plain")
     @classmethod
-    def _section(cls, value: object, info: ValidationInfo) -> object:
-        name = info.field_name
-        # Code may build a module without the section (tests of the exposition): file only.
-        if value is None and info.context is not None \
-                and name in (info.data.get("collectors") or ()):
-            raise refusal(
-                f"collector {name} is enabled but the module has no {name} section", key=None
-            )
-        return value
+    def _sections(cls, value: object, info: ValidationInfo) -> Mapping[str, Section]:
+        from .collectors import registry
+
+        given: Mapping[str, object] = value if isinstance(value, dict) else {}
+        enabled = info.data.get("collectors") or ()
+        sections: dict[str, Section] = {}
+        missing: list[tuple[tuple[str | int, ...], str]] = []
+        failed: list[tuple[tuple[str | int, ...], ValidationError, type[Section]]] = []
+        for name, collector in registry.sections().items():
+            model = collector.config_model
+            assert model is not None
+            raw = given.get(name)
+            if isinstance(raw, model):  # built by code
+                sections[name] = raw
+            elif raw is not None:
+                try:
+                    sections[name] = model.model_validate(raw, context=info.context)
+                except ValidationError as exc:
+                    failed.append(((name,), exc, model))
+            elif collector.section_optional:
+                sections[name] = model()
+            # Code may build a module without the section (tests of the exposition): file only.
+            elif name in enabled and info.context is not None:
+                missing.append(
+                    ((), f"collector {name} is enabled but the module has no {name} section")
+                )
+        if missing or failed:
+            raise Nested(missing, failed)
+        return sections
+
+    def section(self, collector: str) -> Section | None:
+        """The module's section of ``collector`` (typed: ``CollectorUnit.settings``)."""
+        return self.sections.get(collector)
+
+    def _typed(self, collector: str, model: type[_S]) -> _S | None:
+        section = self.sections.get(collector)
+        return section if isinstance(section, model) else None
+
+    # The built-in collectors' sections, typed, as the code has always read them.
+    @property
+    def probe(self) -> ProbeConfig:
+        return self._typed("probe", ProbeConfig) or ProbeConfig()
+
+    @property
+    def winrm(self) -> WinRMConfig | None:
+        from .collectors.winrm import WinRMConfig
+
+        return self._typed("winrm", WinRMConfig)
+
+    @property
+    def controller(self) -> ControllerConfig | None:
+        from .collectors.controller import ControllerConfig
+
+        return self._typed("controller", ControllerConfig)
+
+    @property
+    def cloud(self) -> CloudConfig | None:
+        from .collectors.cloud import CloudConfig
+
+        return self._typed("cloud", CloudConfig)
 
     @property
     def sends_credentials(self) -> bool:
         """True when a probe with this module sends credentials to the target."""
-        return bool(CREDENTIAL_COLLECTORS & set(self.collectors))
+        from .collectors import registry
+
+        return any((c := registry.get(name)) is not None and c.credentials
+                   for name in self.collectors)
 
     def cache_interval(self, collector: str) -> float:
-        if collector == "winrm" and self.winrm is not None:
-            return self.winrm.cache_interval
-        if collector == "controller" and self.controller is not None:
-            return self.controller.cache_interval
-        if collector == "cloud" and self.cloud is not None:
-            return self.cloud.cache_interval
-        return 0.0
+        """The section's ``cache_interval`` (0: not cached, or no such section)."""
+        interval = getattr(self.sections.get(collector), "cache_interval", None)
+        return float(interval) if isinstance(interval, int | float) else 0.0
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")

@@ -4,11 +4,11 @@ Each collector's data is turned into metric families and encoded on its own, so 
 that cannot be exposed (a date out of range, a number too large, a lone surrogate) fails that
 collector only: the target answers 200 with that collector's ``collector_success 0`` (and
 ``up 0`` when it is the primary one), the reason is logged, and the engine stops serving that
-data from its cache. The bytes of a cached fetch are built (and scrubbed of secrets) once per
-fetch and format, then reused by every scrape until the next fetch. Where the text format and
-OpenMetrics come out the same (gauges whose help has no ``"``: the usual case), one bytes
-object serves both: every probe also renders the text format for the probe history, so each
-cached target would otherwise keep its answer twice.
+data from its cache. The bytes of a cached fetch are built (their label values scrubbed of
+secrets) once per fetch and format, then reused by every scrape until the next fetch. Where the
+text format and OpenMetrics come out the same (gauges whose help has no ``"``: the usual case),
+one bytes object serves both: every probe also keeps the text format for the probe history, so
+each cached target would otherwise keep its answer twice.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
+from .collectors import registry
 from .config import ModuleConfig, TargetConfig, redact
-from .metrics import DATA_FAMILIES, outcome_families, probe_duration_family, server_families
+from .metrics import outcome_families, probe_duration_family, server_families
 from .probe import Outcome, Prober, ProbeResult, describe
 from .writer import OPENMETRICS_CONTENT_TYPE, format_of, same_in_both_formats, write
 
@@ -45,13 +45,36 @@ class _Families:
         return self._families
 
 
+def scrub(families: Iterable[Metric]) -> list[Metric]:
+    """``families`` with every label value scrubbed of secrets, even one a hostile server echoed.
+
+    Label values are the only text in an answer that comes from outside the code (peers and the
+    configuration); names, label names and HELP texts are the exporter's own. Scrubbing the
+    encoded text instead would also cut a secret's fragments out of metric names: a password
+    starting with "second" would turn every ``_seconds`` into ``_<hidden>s`` and make the
+    answer unparseable.
+    """
+    out = list(families)
+    for metric in out:
+        samples = metric.samples
+        for i, sample in enumerate(samples):
+            if not sample.labels:
+                continue
+            clean = {name: redact(value) for name, value in sample.labels.items()}
+            if clean != sample.labels:
+                # _replace is the namedtuple's public API, not a private attribute.
+                samples[i] = sample._replace(labels=clean)
+    return out
+
+
 def encode(families: Iterable[Metric], encoder: Encoder, content_type: str) -> bytes:
     """``families`` in the negotiated format, scrubbed of secrets, without OpenMetrics' EOF."""
-    return _encode(families, encoder, content_type, format_of(encoder, content_type))
+    return _encode(scrub(families), encoder, content_type, format_of(encoder, content_type))
 
 
-def _encode(families: Iterable[Metric], encoder: Encoder, content_type: str,
+def _encode(families: list[Metric], encoder: Encoder, content_type: str,
             fmt: bool | None) -> bytes:
+    """Scrubbed ``families`` in the negotiated format (``fmt``: the writer's, or None)."""
     if fmt is not None:
         text = write(families, fmt)
     else:
@@ -61,8 +84,7 @@ def _encode(families: Iterable[Metric], encoder: Encoder, content_type: str,
         if raw.endswith(EOF_MARK):
             raw = raw[: -len(EOF_MARK)]
         text = raw.decode("utf-8")
-    # Scrubbed of credentials, even one a hostile server echoed into a value.
-    return redact(text).encode("utf-8")
+    return text.encode("utf-8")
 
 
 class ProbeRenderer:
@@ -72,7 +94,7 @@ class ProbeRenderer:
         self.prober = prober
         #: (collector, id(data), format) -> (data, bytes); the format is the writer's (False:
         #: text, True: OpenMetrics) or else the content type.
-        self._encoded: OrderedDict[tuple[str, int, bool | str], tuple[Any, bytes]] = (
+        self._encoded: OrderedDict[tuple[str, int, bool | str], tuple[object, bytes]] = (
             OrderedDict())
 
     def _data_bytes(
@@ -87,7 +109,9 @@ class ProbeRenderer:
             other = (None if fmt is None
                      else self._encoded.get((outcome.collector, id(outcome.data), not fmt)))
             return hit[1], other is not None and other[1] is hit[1]
-        families = list(DATA_FAMILIES[outcome.collector](outcome.data, result))
+        collector = registry.get(outcome.collector)
+        assert collector is not None  # render() asks only for registered collectors
+        families = scrub(collector.exposition(outcome.data, result))
         data = _encode(families, encoder, content_type, fmt)
         alike = fmt is not None and same_in_both_formats(families)
         if outcome.from_cache or outcome.fetched_at is not None:
@@ -133,7 +157,7 @@ class ProbeRenderer:
         parts: list[bytes] = []
         for outcome in result.outcomes:
             exposed = outcome
-            if outcome.success and outcome.collector in DATA_FAMILIES:
+            if outcome.success and registry.get(outcome.collector) is not None:
                 try:
                     data, data_alike = self._data_bytes(outcome, result, encoder, content_type)
                     parts.append(data)
@@ -145,7 +169,7 @@ class ProbeRenderer:
         if tuple(outcomes) != result.outcomes:
             result = replace(result, outcomes=tuple(outcomes))
         try:
-            server = list(server_families(result))
+            server = scrub(server_families(result))
             parts.append(_encode(server, encoder, content_type, fmt))
             alike = alike and same_in_both_formats(server)
         except Exception as exc:
@@ -153,8 +177,8 @@ class ProbeRenderer:
             log.warning("cannot expose the version assessment",
                         extra={"fields": {"target": result.target.name,
                                           "reason": describe(exc)}})
-        core = list(outcome_families(result))
-        timing = [probe_duration_family(duration)]
+        core = scrub(outcome_families(result))
+        timing = scrub([probe_duration_family(duration)])
         alike = alike and same_in_both_formats(core) and same_in_both_formats(timing)
         body = b"".join([_encode(core, encoder, content_type, fmt), *parts,
                          _encode(timing, encoder, content_type, fmt)])

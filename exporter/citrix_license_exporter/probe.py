@@ -57,7 +57,8 @@ class Outcome:
     collector: str
     success: bool
     duration: float
-    data: Any = None
+    #: What the collector's fetch returned (its ``data_type``; None when it failed).
+    data: object = None
     error: str | None = None
     fetched_at: float | None = None  # wall-clock time the data (or the failure) was fetched
     last_success: float | None = None  # wall-clock time of the target's last successful fetch
@@ -122,7 +123,7 @@ def fetch_key(collector: str, target: TargetConfig, module: ModuleConfig) -> Has
         (f.name, settings_key(getattr(target, f.name)))
         for f in dataclasses.fields(target) if f.name not in ("name", "module")
     ) if dataclasses.is_dataclass(target) else settings_key(target)
-    return (collector, target_part, settings_key(getattr(module, collector, None)))
+    return (collector, target_part, settings_key(module.section(collector)))
 
 
 class _Pending:
@@ -218,7 +219,7 @@ class Prober:
 
     async def _collect(
         self, collector: Collector, target: TargetConfig, module: ModuleConfig, deadline: Deadline
-    ) -> Any:
+    ) -> object:
         collect_async = getattr(collector, "collect_async", None)
         if collect_async is not None:
             return await collect_async(target, module, deadline)

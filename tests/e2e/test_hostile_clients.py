@@ -22,10 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from citrix_license_exporter.app import ExporterState
 from citrix_license_exporter.web import ExporterServer
 
-from ..support.exporter import LISTENING, die_with_parent, write
+from ..support.exporter import LISTENING, die_with_parent, serving, write
 
 HOST = "127.0.0.1"
 CONFIG = "modules: {default: {collectors: [probe]}}\ntargets: []\n"
@@ -174,16 +173,8 @@ def in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Expo
 
     monkeypatch.setattr(web, "HEADER_TIMEOUT", 0.5)
     config = write(tmp_path / "exporter.yml", CONFIG)
-    server = ExporterServer((HOST, 0), ExporterState.load(str(config)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.ready.set()
-    end = time.monotonic() + 10
-    while server._loop is None and time.monotonic() < end:
-        time.sleep(0.01)
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(config, HOST) as server:
+        yield server
 
 
 def test_headers_must_be_complete_within_the_deadline_however_paced(

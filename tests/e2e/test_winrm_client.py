@@ -14,13 +14,12 @@ from pypsrp.wsman import WSMan
 from citrix_license_exporter.citrix.licensing import ServiceSpec, WinRMData
 from citrix_license_exporter.collectors import winrm as collector_module
 from citrix_license_exporter.collectors.base import CollectorError, Deadline, FailureKind
-from citrix_license_exporter.collectors.winrm import WinRMCollector
+from citrix_license_exporter.collectors.winrm import WinRMCollector, WinRMConfig
 from citrix_license_exporter.config import (
     ModuleConfig,
     Secret,
     TargetConfig,
     TLSConfig,
-    WinRMConfig,
 )
 from citrix_license_exporter.simulator.winrm import (
     PASSWORD,

@@ -22,14 +22,17 @@ import yaml
 
 from citrix_license_exporter.collectors import kerberos
 from citrix_license_exporter.collectors.base import CollectorError, Deadline, FailureKind
-from citrix_license_exporter.collectors.winrm import MAX_AUTH_ROUNDS, WinRMCollector
-from citrix_license_exporter.config import (
+from citrix_license_exporter.collectors.winrm import (
+    MAX_AUTH_ROUNDS,
     KerberosConfig,
+    WinRMCollector,
+    WinRMConfig,
+)
+from citrix_license_exporter.config import (
     ModuleConfig,
     Secret,
     TargetConfig,
     TLSConfig,
-    WinRMConfig,
     load_config,
 )
 from citrix_license_exporter.simulator.winrm import WinRMSimulator, certificate, parse_winrm_section

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
@@ -10,9 +11,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from citrix_license_exporter.web import ExporterServer
 
 LISTENING = re.compile(r"msg=listening address=(\S+)")
 PR_SET_PDEATHSIG = 1
@@ -106,3 +112,25 @@ class ExporterProcess:
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def serving(config_path: Path, host: str = "127.0.0.1") -> Iterator[ExporterServer]:
+    """The exporter in this process, on a thread, for ``config_path`` (for tests that change
+    the process: a patched constant, a collector registered by the test)."""
+    from citrix_license_exporter.app import ExporterState
+    from citrix_license_exporter.web import ExporterServer
+
+    server = ExporterServer((host, 0), ExporterState.load(str(config_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.ready.set()
+    end = time.monotonic() + 10
+    while server._loop is None and time.monotonic() < end:
+        time.sleep(0.01)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

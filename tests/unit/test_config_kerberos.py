@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from citrix_license_exporter.config import ConfigError, KerberosConfig, load_config
+from citrix_license_exporter.collectors.winrm import KerberosConfig
+from citrix_license_exporter.config import ConfigError, load_config
 
 
 def load(tmp_path: Path, winrm: dict[str, Any]) -> Any:

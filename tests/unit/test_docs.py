@@ -1,8 +1,10 @@
 """The documentation against the code.
 
 - Every metric the exporter really exposes (run against every bundled simulator scenario) and
-  every metric name defined in metrics.py / web.py is in docs/metrics.md: in the at-a-glance
-  table and in a section heading.
+  every metric name defined in metrics.py / web.py / the registered collectors' modules is in
+  docs/metrics.md: in the at-a-glance table and in a section heading.
+- docs/collectors.md holds the reference generated from the registry, and each registered
+  collector's docs entry names exactly the families its module defines, all documented.
 - Every recording rule of rules/*.rules.yml is in docs/metrics.md.
 - Every relative link of README.md and docs/*.md points to an existing file, and every
   ``#anchor`` to an existing heading.
@@ -14,6 +16,7 @@ with a name or file missing, so a check that can no longer fail shows up as a fa
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,11 +24,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from citrix_license_exporter.collectors import registry
+from citrix_license_exporter.collectors.registry import Registered
 from tests.support.exposition import exported_metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "exporter" / "citrix_license_exporter"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
+COLLECTORS_DOC = ROOT / "docs" / "collectors.md"
 LINKED_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RULE_FILES = sorted((ROOT / "rules").glob("*.rules.yml"))
 
@@ -95,13 +101,19 @@ def _render(node: ast.expr) -> str | None:
     return None
 
 
-def source_metric_names() -> set[str]:
+def source_files() -> list[Path]:
+    """Where metric families are built: metrics.py, web.py, each registered collector's module."""
+    modules = {Path(inspect.getfile(type(c))) for c in registry.collectors().values()}
+    return [PACKAGE / "metrics.py", PACKAGE / "web.py", *sorted(modules)]
+
+
+def source_metric_names(paths: Iterable[Path] | None = None) -> set[str]:
     """Names given literally to ``gauge(...)`` or ``single(...)`` (metrics.py adds the prefix)
-    or to a ``*MetricFamily(...)`` in metrics.py and web.py. Covers families that no bundled
-    scenario produces (a verified certificate, catalog sources, ...); names built from
-    variables are covered by the exposition test instead."""
+    or to a ``*MetricFamily(...)`` in ``paths`` (default: source_files()). Covers families that
+    no bundled scenario produces (a verified certificate, catalog sources, ...); names built
+    from variables are covered by the exposition test instead."""
     names: set[str] = set()
-    for path in (PACKAGE / "metrics.py", PACKAGE / "web.py"):
+    for path in source_files() if paths is None else paths:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Call) or not node.args:
                 continue
@@ -155,9 +167,7 @@ def stale_names(doc: str, source: str) -> list[str]:
 
 
 def test_documented_metrics_exist_in_the_code(metrics_doc: str) -> None:
-    source = "\n".join(
-        (PACKAGE / f).read_text(encoding="utf-8") for f in ("metrics.py", "web.py")
-    )
+    source = "\n".join(path.read_text(encoding="utf-8") for path in source_files())
     assert stale_names(metrics_doc, source) == []
     renamed = metrics_doc + "\n| `citrix_license_renamed_metric` | | | |\n"
     assert stale_names(renamed, source) == ["citrix_license_renamed_metric"]
@@ -181,6 +191,38 @@ def test_undocumented_catches_a_missing_metric(metrics_doc: str) -> None:
     assert undocumented({"citrix_license_z"}, doc) != {}
     # Only a table row's first cell counts as documentation of the table.
     assert undocumented({"citrix_license_x"}, "| a | `citrix_license_x` |\n# citrix_license_x\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Collectors: the generated reference and each collector's docs entry
+
+
+def collector_doc_problems(
+    collectors: Iterable[Registered], metrics_doc: str, collectors_doc: str
+) -> list[str]:
+    """What the docs lack for ``collectors``: the generated reference out of date, a family
+    its module names literally but its docs entry omits, a family not in metrics.md (names
+    built from variables are seen by the exposition test instead)."""
+    problems = []
+    if registry.generated_block(collectors_doc) != registry.reference():
+        problems.append("docs/collectors.md: the generated reference is out of date (paste "
+                        "the output of citrix_license_exporter.collectors.registry.reference())")
+    for collector in collectors:
+        declared = set(collector.docs.families)
+        defined = source_metric_names([Path(inspect.getfile(type(collector)))])
+        if defined - declared:
+            problems.append(f"{collector.name}: its module defines {sorted(defined - declared)}"
+                            " but its docs entry does not list them")
+        for why, names in undocumented(declared, metrics_doc).items():
+            problems.append(f"{collector.name}: {', '.join(names)} {why} of docs/metrics.md")
+    return problems
+
+
+def test_every_registered_collector_is_documented(metrics_doc: str) -> None:
+    collectors = list(registry.collectors().values())
+    assert [c.name for c in collectors] == ["probe", "winrm", "controller", "cloud"]
+    assert collector_doc_problems(
+        collectors, metrics_doc, COLLECTORS_DOC.read_text(encoding="utf-8")) == []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -63,10 +63,11 @@ from citrix_license_exporter.citrix.versions import (
     VersionParseError,
     parse_version,
 )
+from citrix_license_exporter.collectors import registry as collectors
 from citrix_license_exporter.collectors.cloud import CloudData
 from citrix_license_exporter.collectors.controller import ControllerData
 from citrix_license_exporter.config import ModuleConfig, TargetConfig
-from citrix_license_exporter.metrics import DATA_FAMILIES, exposable, probe_families
+from citrix_license_exporter.metrics import exposable, probe_families
 from citrix_license_exporter.probe import Outcome, ProbeResult
 
 #: CI runs 200 fixed examples per parser (a failure is reproducible). A deeper, randomised run:
@@ -115,12 +116,14 @@ class _Families:
 
 
 def expose(collector: str, data: Any) -> str:
-    """``data`` as the one successful collector of a probe: the families metrics.py builds must
+    """``data`` as the one successful collector of a probe: the families the collector builds must
     need no safety net, and the whole probe answer must encode and parse back."""
     result = ProbeResult(TARGET, ModuleConfig(name="m", collectors=(collector,),
                                               primary=collector),
                          (Outcome(collector, True, 0.01, data=data, fetched_at=1.0),))
-    _, reason = exposable(lambda: DATA_FAMILIES[collector](data, result))
+    unit = collectors.get(collector)
+    assert unit is not None
+    _, reason = exposable(lambda: unit.exposition(data, result))
     assert reason is None, reason
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(probe_families(result)))  # type: ignore[arg-type]

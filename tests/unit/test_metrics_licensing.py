@@ -18,7 +18,7 @@ from citrix_license_exporter.citrix.licensing import (
     assign_pool_ids,
     parse_pld,
 )
-from citrix_license_exporter.metrics import winrm_families
+from citrix_license_exporter.collectors.winrm import winrm_families
 
 from ..support.exposition import samples, value
 

@@ -19,10 +19,11 @@ from citrix_license_exporter.citrix.cloud_api import parse_license_servers
 from citrix_license_exporter.citrix.controller_api import APIFormatError, parse_site
 from citrix_license_exporter.citrix.licensing import ParseError
 from citrix_license_exporter.citrix.peer_values import MAX_LABEL_CHARS, add_hours, clean_text
+from citrix_license_exporter.collectors import registry
 from citrix_license_exporter.collectors.cloud import CloudData
 from citrix_license_exporter.collectors.controller import ControllerData
 from citrix_license_exporter.config import ModuleConfig, TargetConfig
-from citrix_license_exporter.metrics import DATA_FAMILIES, probe_families
+from citrix_license_exporter.metrics import probe_families
 from citrix_license_exporter.probe import Outcome, ProbeResult
 
 from ..support.exposition import samples, value
@@ -176,7 +177,7 @@ def test_data_that_cannot_be_exposed_fails_only_its_collector(
     def broken(data: Any, result: Any) -> Any:
         raise OverflowError("int too large to convert to float")
 
-    monkeypatch.setitem(DATA_FAMILIES, "winrm", broken)
+    monkeypatch.setattr(registry.get("winrm"), "exposition", broken)
     site = parse_site(site_json())
     controller = Outcome("controller", True, 0.01, data=ControllerData("https://dc", (site,), NOW),
                          fetched_at=1.0)

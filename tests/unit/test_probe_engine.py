@@ -21,7 +21,8 @@ from citrix_license_exporter import probe as probe_module
 from citrix_license_exporter.citrix.catalog import load_bundled
 from citrix_license_exporter.citrix.policy import PolicyConfig
 from citrix_license_exporter.collectors.base import CollectorError, Deadline
-from citrix_license_exporter.config import ModuleConfig, TargetConfig, WinRMConfig
+from citrix_license_exporter.collectors.winrm import WinRMConfig
+from citrix_license_exporter.config import ModuleConfig, TargetConfig
 from citrix_license_exporter.probe import Prober
 
 
@@ -282,6 +283,7 @@ def test_data_that_cannot_be_exposed_fails_the_collector_and_is_not_cached(
     """Issue 16 defect 3: a value that breaks the exposition gives up 0 with a reason, and
     the bad data is not served from the cache as a success."""
     from citrix_license_exporter import metrics, probe
+    from citrix_license_exporter.collectors import registry
     from citrix_license_exporter.exposition import ProbeRenderer
 
     def families(data: Data, result: Any) -> Any:
@@ -289,7 +291,7 @@ def test_data_that_cannot_be_exposed_fails_the_collector_and_is_not_cached(
             raise OverflowError("date value out of range")
         return [metrics.single("test_value", "A test value.", float(data.n))]
 
-    monkeypatch.setitem(metrics.DATA_FAMILIES, "winrm", families)
+    monkeypatch.setattr(registry.get("winrm"), "exposition", families)
     prober, cached, _, target, module = setup(interval=900)
     renderer = ProbeRenderer(prober)
     body, _, exposed = renderer.render(run(prober, target, module), 0.1, "")
@@ -320,6 +322,7 @@ def test_cached_data_is_encoded_once_for_both_formats_when_they_agree(
     with a quote (which only OpenMetrics escapes) is encoded per format. The answers are the
     formats' own either way."""
     from citrix_license_exporter import metrics
+    from citrix_license_exporter.collectors import registry
     from citrix_license_exporter.exposition import ProbeRenderer, encode
 
     built: list[int] = []
@@ -328,7 +331,7 @@ def test_cached_data_is_encoded_once_for_both_formats_when_they_agree(
         built.append(data.n)
         return [metrics.single("test_value", help_text, float(data.n))]
 
-    monkeypatch.setitem(metrics.DATA_FAMILIES, "winrm", families)
+    monkeypatch.setattr(registry.get("winrm"), "exposition", families)
     prober, _, _, target, module = setup(interval=900)
     renderer = ProbeRenderer(prober)
     result = run(prober, target, module)

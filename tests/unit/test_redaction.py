@@ -100,3 +100,32 @@ def test_log_lines_are_scrubbed_in_both_formats() -> None:
     for formatter in (LogfmtFormatter(), JSONFormatter()):
         line = formatter.format(record)
         assert fragments_of(line) == [] and basic("u", PASSWORD, "latin-1") not in line
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/openmetrics-text"])
+def test_an_answer_stays_parseable_when_a_password_shares_words_with_metric_names(
+    content_type: str,
+) -> None:
+    """A password beginning with "second" once turned every ``_seconds`` into ``_<hidden>s``:
+    the answer is scrubbed in its label values (where peer text lands), not in its names."""
+    from prometheus_client.exposition import choose_encoder
+    from prometheus_client.metrics_core import GaugeMetricFamily
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from citrix_license_exporter.exposition import encode
+
+    password = "second-Secret-2"
+    Secret(password)
+    duration = GaugeMetricFamily("citrix_license_probe_duration_seconds", "How long it took.")
+    duration.add_metric([], 0.25)
+    echoed = GaugeMetricFamily("citrix_license_info", "Echoed by a peer.", labels=["edition"])
+    echoed.add_metric([f"Platinum {password}"], 1)
+    echoed.add_metric([f"cut at sec{password[3:9]}"], 1)
+    encoder, negotiated = choose_encoder(content_type)
+    text = encode([duration, echoed], encoder, negotiated).decode("utf-8")
+    assert "citrix_license_probe_duration_seconds 0.25" in text
+    families = {f.name: f for f in text_string_to_metric_families(text.replace("# EOF\n", ""))}
+    assert families["citrix_license_probe_duration_seconds"].samples[0].value == 0.25
+    editions = [s.labels["edition"] for s in families["citrix_license_info"].samples]
+    assert all(password not in e and "second" not in e for e in editions), editions
+    assert editions[0] == f"Platinum {REDACTED}"

@@ -1,21 +1,31 @@
 """The contract between the probe and the collectors.
 
-A collector fetches from one target and returns a plain data object. It names no metric:
-``metrics.py`` turns the data into metric families. The probe runs each collector in a worker
-thread and gives it a ``Deadline``; the collector must keep every socket timeout within
-``deadline.remaining()`` so that its thread ends close to the deadline even when the probe has
-already answered.
+A collector is one unit (``CollectorUnit``): its name, its section of a module (a settings
+model), its fetch, the metric families it makes of what it fetched, and its docs entry. The
+units the exporter runs are listed in ``registry.py``; the configuration, the prober and the
+exposition find them there, so adding one touches no other module (docs/collectors.md).
+
+The fetch returns a typed data object (``DataT``). The probe runs it on its event loop
+(``collect_async``) or in a worker thread (``collect``) and gives it a ``Deadline``; a blocking
+collector must keep every socket timeout within ``deadline.remaining()`` so that its thread
+ends close to the deadline even when the probe has already answered.
 """
 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+    from pydantic import BaseModel
+
     from ..config import ModuleConfig, TargetConfig
+    from ..probe import ProbeResult
 
 
 class FailureKind(StrEnum):
@@ -90,10 +100,70 @@ class VersionSource(Protocol):
 
 
 class Collector(Protocol):
-    name: str
-    #: Expensive collectors are cached per target for ``module.<name>.cache_interval``.
-    cached: bool
+    """What the prober runs: a name, whether it is cached, and a fetch."""
 
-    def collect(self, target: TargetConfig, module: ModuleConfig, deadline: Deadline) -> Any:
+    @property
+    def name(self) -> str: ...
+    #: Expensive collectors are cached per target for ``module.<name>.cache_interval``.
+    @property
+    def cached(self) -> bool: ...
+
+    def collect(self, target: TargetConfig, module: ModuleConfig, deadline: Deadline) -> object:
         """Fetch from ``target``; raise CollectorError (or any exception) on failure."""
         ...
+
+
+@dataclass(frozen=True)
+class CollectorDocs:
+    """A collector's entry in the generated reference (docs/collectors.md) and what
+    docs/metrics.md must describe (tests/unit/test_docs.py checks both)."""
+
+    #: One sentence: what the collector reads, from where.
+    summary: str
+    #: Every metric family the collector may expose, full names (``citrix_license_port_up``).
+    families: tuple[str, ...]
+
+
+DataT = TypeVar("DataT")
+SectionT = TypeVar("SectionT", bound="BaseModel")
+
+
+class CollectorUnit(ABC, Generic[DataT, SectionT]):
+    """Base of the registered collectors. A subclass sets the class attributes, implements
+    ``collect`` (blocking) or ``collect_async`` (on the event loop) returning ``DataT``, and
+    ``families``. It is registered with one line in ``registry.py``."""
+
+    #: The name modules list under ``collectors:`` and the key of its module section.
+    name: str
+    #: The type ``collect`` returns; the exposition refuses anything else.
+    data_type: type[DataT]
+    #: The model of ``modules.<module>.<name>``; None: the collector takes no section.
+    config_model: type[SectionT] | None = None
+    #: True: an absent section means the model's defaults. False: a module that enables the
+    #: collector must have the section.
+    section_optional: bool = False
+    #: Cached per target for the section's ``cache_interval`` (see probe.py).
+    cached: bool = False
+    #: The collector sends the section's credentials to the target (config.resolve).
+    credentials: bool = False
+    docs: CollectorDocs
+
+    def settings(self, module: ModuleConfig) -> SectionT | None:
+        """This collector's section of ``module``, typed (None: the module has none)."""
+        section = module.section(self.name)
+        if self.config_model is not None and isinstance(section, self.config_model):
+            return section
+        return None
+
+    @abstractmethod
+    def families(self, data: DataT, result: ProbeResult) -> Iterable[Metric]:
+        """The metric families of one fetch's data (no I/O)."""
+
+    def exposition(self, data: object, result: ProbeResult) -> Iterable[Metric]:
+        """``families`` of what the prober handed on, checked to be this collector's data."""
+        if not isinstance(data, self.data_type):
+            raise TypeError(
+                f"the {self.name} collector handed on {type(data).__name__}, "
+                f"not {self.data_type.__name__}"
+            )
+        return self.families(data, result)

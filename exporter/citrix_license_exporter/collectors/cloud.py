@@ -20,13 +20,17 @@ organisation cannot use this API (it is not documented for every customer) see t
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import Field, PlainValidator, ValidationInfo, field_validator, model_validator
 
 from ..citrix.cloud_api import (
     CloudServerStatus,
@@ -35,10 +39,29 @@ from ..citrix.cloud_api import (
     parse_license_servers,
 )
 from ..citrix.controller_api import APIFormatError
-from ..config import CloudConfig, ModuleConfig, Secret, TargetConfig
-from .base import CollectorError, Deadline, FailureKind
+from ..config import (
+    Bytes,
+    HttpsBaseURL,
+    ModuleConfig,
+    PositiveCacheInterval,
+    Secret,
+    SecretValue,
+    SectionModel,
+    TargetConfig,
+    TLSConfig,
+    non_empty,
+    read_secrets,
+)
+from ..metrics import PREFIX, single, ts
+from ..settings.problems import refusal
+from .base import CollectorDocs, CollectorError, CollectorUnit, Deadline, FailureKind
 from .failures import classify
 from .httpjson import HTTPStatusError, new_client, request_json
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+    from ..probe import ProbeResult
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +104,61 @@ class _Entry:
         self.token_renew_at = 0.0
 
 
-class CloudCollector:
+def _customer_id(value: object) -> str:
+    text = non_empty(value)
+    if not re.match(r"^[A-Za-z0-9_.-]{1,128}$", text):
+        raise ValueError("expected the Citrix Cloud customer ID (letters, digits, '.', '_', '-')")
+    return text
+
+
+class CloudConfig(SectionModel):
+    """Citrix Cloud's licensing API (experimental): one License Server list per customer."""
+
+    input_keys: ClassVar[frozenset[str]] = frozenset(
+        {"client_id_file", "client_id_env", "client_secret_file", "client_secret_env"}
+    )
+
+    customer_id: Annotated[str, PlainValidator(_customer_id)]
+    client_id: SecretValue = Field(default=None, validate_default=True)
+    client_secret: SecretValue = Field(default=None, validate_default=True)
+    trust_url: HttpsBaseURL = "https://trust.citrixworkspacesapi.net"
+    licensing_url: HttpsBaseURL = "https://licensing.citrixworkspacesapi.net"
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    cache_interval: PositiveCacheInterval = 900.0
+    max_response_bytes: Bytes = 8 * 1024 * 1024
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        return read_secrets(data, info, ("client_id", "client_secret"))
+
+    @field_validator("client_id", "client_secret")
+    @classmethod
+    def _required(cls, value: Secret | None, info: ValidationInfo) -> Secret | None:
+        if value is None and info.context is not None:
+            name = info.field_name
+            raise refusal(f"Citrix Cloud API access needs {name}_file or {name}_env", key=None)
+        return value
+
+
+class CloudCollector(CollectorUnit[CloudData, CloudConfig]):
     name = "cloud"
+    data_type = CloudData
+    config_model = CloudConfig
     # Not cached per target by the probe: the shared list below is the cache.
     cached = False
+    credentials = True
+    docs = CollectorDocs(
+        summary="Whether Citrix Cloud lists the License Server and hears from it, from one "
+        "License Server list per customer (experimental)",
+        families=tuple(f"{PREFIX}_cloud_{name}" for name in (
+            "list_fetch_timestamp_seconds", "listed", "reporting", "ever_reported",
+            "last_report_timestamp_seconds", "compliant",
+        )),
+    )
+
+    def families(self, data: CloudData, result: ProbeResult) -> Iterator[Metric]:
+        return cloud_families(data, result)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -244,3 +318,59 @@ class CloudCollector:
         entry.token = token.value
         entry.token_renew_at = time.monotonic() + lifetime - min(TOKEN_RENEW_MARGIN, lifetime / 10)
         return token.value
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Citrix Cloud (experimental)
+
+CLOUD_NOTE = (
+    " From Citrix Cloud's License Server list, fetched once per cloud.cache_interval for all"
+    " targets (see citrix_license_cloud_list_fetch_timestamp_seconds)."
+)
+
+
+def cloud_families(data: CloudData, result: ProbeResult) -> Iterator[Metric]:
+    yield single(
+        "cloud_list_fetch_timestamp_seconds",
+        "When the exporter fetched the Citrix Cloud License Server list the cloud metrics of "
+        "this target come from.",
+        ts(data.fetched_at),
+    )
+    yield single(
+        "cloud_listed",
+        "1 if Citrix Cloud lists this License Server (matched by FQDN: the target's cloud_fqdn "
+        "or address)." + CLOUD_NOTE,
+        1.0 if data.server is not None else 0.0,
+    )
+    server = data.server
+    if server is None:
+        return
+    if server.phoning_home is not None:
+        yield single(
+            "cloud_reporting",
+            "1 if Citrix Cloud sees this License Server reporting (isPhoningHome)." + CLOUD_NOTE,
+            1.0 if server.phoning_home else 0.0,
+        )
+    if server.ever_reported is not None:
+        yield single(
+            "cloud_ever_reported",
+            "1 if Citrix Cloud has ever received data from this License Server "
+            "(isEverReported; absent when the list does not say)." + CLOUD_NOTE,
+            1.0 if server.ever_reported else 0.0,
+        )
+    if server.last_phoning_home is not None:
+        yield single(
+            "cloud_last_report_timestamp_seconds",
+            "When Citrix Cloud last received data from this License Server "
+            "(lastPhoningHomeTime, ISO 8601 or the US form; read only when isEverReported is "
+            "not false). Absent when it never did." + CLOUD_NOTE,
+            ts(server.last_phoning_home),
+        )
+    if server.compliant is not None:
+        yield single(
+            "cloud_compliant",
+            "1 if Citrix Cloud considers this License Server compliant (isCompliant)."
+            + CLOUD_NOTE,
+            1.0 if server.compliant else 0.0,
+        )

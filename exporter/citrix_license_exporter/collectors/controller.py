@@ -23,25 +23,48 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..citrix.controller_api import (
+    LICENSE_SERVER_STATUSES,
     APIFormatError,
     SiteLicensing,
     parse_site,
     parse_site_list,
     parse_token,
     select_sites,
+    unique_site_labels,
 )
-from ..config import ControllerConfig, ModuleConfig, Secret, TargetConfig
-from .base import CollectorError, Deadline, FailureKind
+from ..config import (
+    Bytes,
+    CacheInterval,
+    ModuleConfig,
+    Secret,
+    SecretValue,
+    SectionModel,
+    Str,
+    TargetConfig,
+    TLSConfig,
+    URLPath,
+    read_secrets,
+)
+from ..metrics import CACHED_NOTE, PREFIX, gauge, ts
+from ..settings.problems import refusal
+from .base import CollectorDocs, CollectorError, CollectorUnit, Deadline, FailureKind
 from .failures import classify
 from .httpjson import HTTPStatusError, new_client, request_json
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+    from ..probe import ProbeResult
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +148,52 @@ class _Session:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-class ControllerCollector:
+class ControllerConfig(SectionModel):
+    """The Delivery Controller REST API (``https://<controller>/cvad/manage``), read-only."""
+
+    input_keys: ClassVar[frozenset[str]] = frozenset({"password_file", "password_env"})
+
+    username: Str
+    password: SecretValue = Field(default=None, validate_default=True)
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    base_path: URLPath = "/cvad/manage"
+    #: Where the License Server status (LicenseInformation.LicenseServerStatus) is read, per
+    #: site; empty: not read (see docs/controller-and-cloud.md).
+    license_overview_path: URLPath = "/Licensing/LicenseOverview"
+    cache_interval: CacheInterval = 60.0
+    max_response_bytes: Bytes = 4 * 1024 * 1024
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        return read_secrets(data, info, ("password",))
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: Secret | None, info: ValidationInfo) -> Secret | None:
+        if value is None and info.context is not None:
+            raise refusal("the controller API needs password_file or password_env", key=None)
+        return value
+
+
+class ControllerCollector(CollectorUnit[ControllerData, ControllerConfig]):
     name = "controller"
+    data_type = ControllerData
+    config_model = ControllerConfig
     cached = True
+    credentials = True
+    docs = CollectorDocs(
+        summary="The licensing state of the site(s) using the License Server, from the "
+        "Delivery Controller REST API",
+        families=tuple(f"{PREFIX}_site_{name}" for name in (
+            "info", "out_of_box_grace_active", "supplemental_grace_active",
+            "supplemental_grace_end_timestamp_seconds", "license_server_status", "alerts",
+            "peak_concurrent_users", "unique_users", "licensed_sessions_active",
+        )),
+    )
+
+    def families(self, data: ControllerData, result: ProbeResult) -> Iterator[Metric]:
+        return controller_families(data, result)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -276,3 +342,94 @@ class ControllerCollector:
             "unknown LicenseServerStatus value, shown as UnknownStatus",
             extra={"fields": {"controller": controller, "value": value}},
         )
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Delivery Controller: the licensing state of the site(s) using this License Server
+
+
+def controller_families(data: ControllerData, result: ProbeResult) -> Iterator[Metric]:
+    labels = unique_site_labels(data.sites)
+    info = gauge(
+        "site_info",
+        "A site using this License Server, with the License Server it is configured with "
+        "(LicenseServerName:LicenseServerPort), as the Delivery Controller reports it (value 1)."
+        + CACHED_NOTE,
+        ["site", "license_server"],
+    )
+    out_of_box = gauge(
+        "site_out_of_box_grace_active",
+        "1 if the site is in the licensing out-of-box grace period "
+        "(LicensingOutOfBoxGracePeriodActive)." + CACHED_NOTE,
+        ["site"],
+    )
+    grace = gauge(
+        "site_supplemental_grace_active",
+        "1 if the site's licensing grace period is active (LicensingGracePeriodActive): "
+        "connections beyond the installed licenses are allowed until it ends." + CACHED_NOTE,
+        ["site"],
+    )
+    grace_end = gauge(
+        "site_supplemental_grace_end_timestamp_seconds",
+        "When the site's licensing grace period ends: the time of the fetch plus "
+        "LicensingGraceHoursLeft. Absent when no grace period is active.",
+        ["site"],
+    )
+    status = gauge(
+        "site_license_server_status",
+        "The License Server status as the site sees it (LicenseServerStatus): one series per "
+        "state, 1 for the current state. Absent when the controller does not report it."
+        + CACHED_NOTE,
+        ["site", "status"],
+    )
+    alerts = gauge(
+        "site_alerts",
+        "Active licensing alerts of the site (LicensingAlerts), by AlertLevel." + CACHED_NOTE,
+        ["site", "level"],
+    )
+    peak = gauge(
+        "site_peak_concurrent_users",
+        "Peak concurrent licensed users of the site (PeakConcurrentLicenseUsers; concurrent "
+        "licensing model only)." + CACHED_NOTE,
+        ["site"],
+    )
+    unique = gauge(
+        "site_unique_users",
+        "Unique licensed users of the site (TotalUniqueLicenseUsers)." + CACHED_NOTE,
+        ["site"],
+    )
+    sessions = gauge(
+        "site_licensed_sessions_active",
+        "Active licensed sessions of the site (LicensedSessionsActive)." + CACHED_NOTE,
+        ["site"],
+    )
+    for site, label in zip(data.sites, labels, strict=True):
+        server = site.license_server_name or ""
+        if server and site.license_server_port is not None:
+            server = f"{server}:{site.license_server_port}"
+        info.add_metric([label, server], 1.0)
+        if site.out_of_box_grace_active is not None:
+            out_of_box.add_metric([label], 1.0 if site.out_of_box_grace_active else 0.0)
+        if site.grace_active is not None:
+            grace.add_metric([label], 1.0 if site.grace_active else 0.0)
+        end = site.grace_end(data.fetched_at)
+        if end is not None:
+            grace_end.add_metric([label], ts(end))
+        if site.license_server_status is not None:
+            for state in LICENSE_SERVER_STATUSES:
+                status.add_metric(
+                    [label, state], 1.0 if state == site.license_server_status else 0.0
+                )
+        for level, count in site.alerts.items():
+            alerts.add_metric([label, level], float(count))
+        for family, number in (
+            (peak, site.peak_concurrent_users),
+            (unique, site.unique_users),
+            (sessions, site.licensed_sessions_active),
+        ):
+            if number is not None:
+                family.add_metric([label], float(number))
+    for family in (info, out_of_box, grace, grace_end, status, alerts, peak, unique, sessions):
+        if family.samples:
+            yield family

@@ -20,15 +20,22 @@ import os
 import socket
 import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
-from ..config import ModuleConfig, TargetConfig
+from ..config import ModuleConfig, ProbeConfig, TargetConfig
+from ..metrics import PREFIX, gauge, single, ts
 from ..tlscontext import client_context, read_only_context
-from .base import CollectorError, Deadline, FailureKind
+from .base import CollectorDocs, CollectorError, CollectorUnit, Deadline, FailureKind
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+    from ..probe import ProbeResult
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +272,21 @@ def read_certificate(
 # The TLS contexts are built once and shared: see tlscontext.py.
 
 
-class NetworkCollector:
+class NetworkCollector(CollectorUnit[NetworkData, ProbeConfig]):
     name = "probe"
+    data_type = NetworkData
+    config_model = ProbeConfig
+    section_optional = True  # every module probes the default ports
     cached = False
+    docs = CollectorDocs(
+        summary="TCP reachability of the licensing ports and the Web Services TLS certificate, "
+        "on every scrape",
+        families=(
+            f"{PREFIX}_port_up",
+            f"{PREFIX}_web_certificate_expiry_timestamp_seconds",
+            f"{PREFIX}_web_certificate_verified",
+        ),
+    )
 
     async def collect_async(
         self, target: TargetConfig, module: ModuleConfig, deadline: Deadline
@@ -335,3 +354,28 @@ class NetworkCollector:
     ) -> NetworkData:
         """For callers outside the event loop."""
         return asyncio.run(self.collect_async(target, module, deadline))
+
+    def families(self, data: NetworkData, result: ProbeResult) -> Iterator[Metric]:
+        port_up = gauge(
+            "port_up",
+            "1 if a TCP connection to the licensing port succeeded. role: license_manager "
+            "(lmadmin, default 27000), vendor_daemon (CITRIX, default 7279) or web_services (Web "
+            "Services for Licensing, default 8083); port: the number probed for that role.",
+            ["role", "port"],
+        )
+        for check in data.ports:
+            port_up.add_metric([check.name, str(check.port)], 1.0 if check.up else 0.0)
+        yield port_up
+        if data.certificate is not None:
+            yield single(
+                "web_certificate_expiry_timestamp_seconds",
+                "When the Web Services for Licensing TLS certificate expires (notAfter).",
+                ts(data.certificate.not_after),
+            )
+            if data.certificate.verified is not None:
+                yield single(
+                    "web_certificate_verified",
+                    "1 if the Web Services certificate verified against the configured CA "
+                    "bundle (absent when verification is switched off for the module).",
+                    1.0 if data.certificate.verified else 0.0,
+                )

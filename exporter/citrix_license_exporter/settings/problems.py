@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, get_args, get_origin
 
@@ -61,6 +61,20 @@ class Several(ValueError):
     def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
         super().__init__("; ".join(reason for _, reason in problems))
         self.problems = problems
+
+
+class Nested(Several):
+    """A validator's problems (as ``Several``) and whole validations it ran itself: (where,
+    error, model), each reported as if ``model`` validated the mapping at ``where`` (module
+    sections, validated by their collectors' models: config.ModuleConfig)."""
+
+    def __init__(
+        self,
+        problems: list[tuple[tuple[str | int, ...], str]],
+        errors: Sequence[tuple[tuple[str | int, ...], ValidationError, type[BaseModel]]],
+    ) -> None:
+        super().__init__(problems)
+        self.errors = errors
 
 
 class Section(BaseModel):
@@ -150,6 +164,11 @@ def from_validation_error(
             for where, reason in ctx["error"].problems:
                 full = (*prefix, *loc[:-1], *where)
                 problems.append(Problem(join(full), reason, doc.line(full) if doc else None))
+            if isinstance(ctx["error"], Nested):
+                for where, nested, section_model in ctx["error"].errors:
+                    problems.extend(from_validation_error(
+                        nested, section_model, doc, (*prefix, *loc[:-1], *where),
+                        list_allowed=list_allowed))
             continue
         elif kind_ == "value_error":
             reason = str(ctx.get("error", error["msg"]))
