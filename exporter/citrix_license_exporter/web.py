@@ -44,7 +44,7 @@ from .connections import (
     default_max_connections,
     guarded_factory,
 )
-from .exposition import ProbeRenderer
+from .exposition import EOF_MARK, ProbeRenderer, encode
 from .metrics import exporter_families
 from .probelog import capture
 from .reload import Reloader
@@ -217,7 +217,12 @@ class Routes:
 
     async def metrics(self, request: web.BaseRequest) -> web.StreamResponse:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return text(200, encoder(self.server.registry).decode("utf-8"), content_type)
+        # Scrubbed in its label values (exposition.scrub), not as a whole text: a fragment of
+        # a password would otherwise cut metric names such as process_cpu_seconds_total.
+        body = encode(self.server.registry.collect(), encoder, content_type)
+        if content_type.startswith("application/openmetrics-text"):
+            body += EOF_MARK
+        return web.Response(status=200, body=body, headers={"Content-Type": content_type})
 
     async def landing(self, request: web.BaseRequest) -> web.StreamResponse:
         page = render_status(snapshot(self.server.state, time.time()))

@@ -357,3 +357,31 @@ def test_redirects_do_not_take_credentials_elsewhere(make_exporter, tmp_path: Pa
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+def test_a_password_sharing_words_with_metric_names_leaves_the_answers_parseable(
+    make_exporter, tmp_path: Path
+) -> None:
+    """Secrets are scrubbed from label values, not from names: a password beginning with
+    "second" (and holding "licens") must not turn ``_seconds`` into ``_<hidden>s``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    password = "seconds-license-Pw1"
+    config = {
+        "modules": {"winrm": {"timeout": "2s", "collectors": ["winrm"], "winrm": {
+            "scheme": "http", "auth": "basic", "allow_unencrypted": True,
+            "username": "monitor", "password_env": "WORDY_PASSWORD"}}},
+        # A closed port: the probe fails, and its answer still names every family.
+        "targets": [{"name": "ls", "address": HOST, "module": "winrm",
+                     "winrm_url": f"http://{HOST}:9/wsman"}],
+    }
+    exporter = make_exporter(config, env={"WORDY_PASSWORD": password})
+    with httpx.Client(base_url=exporter.url, timeout=30) as client:
+        answers = {"/metrics": client.get("/metrics").text,
+                   "/probe": client.get("/probe", params={"target": "ls"}).text}
+    names = {path: {f.name for f in text_string_to_metric_families(body)}
+             for path, body in answers.items()}
+    assert "process_cpu_seconds" in names["/metrics"], answers["/metrics"]
+    assert "citrix_license_probe_duration_seconds" in names["/probe"], answers["/probe"]
+    assert "citrix_license_up" in names["/probe"]
+    assert all("<hidden>" not in body for body in answers.values())
