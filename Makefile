@@ -42,6 +42,7 @@ bench-quick:
 bench-config:
 	$(PYTHON) -m benchmarks.config_validation $(BENCH_ARGS)
 
-## blackbox_exporter, for the comparison (Debian package).
+## blackbox_exporter, for the comparison, and a C compiler with OpenSSL's headers for the
+## benchmark's target server (benchmarks/target.c); Debian packages.
 bench-deps:
-	apt-get install -y --no-install-recommends prometheus-blackbox-exporter
+	apt-get install -y --no-install-recommends prometheus-blackbox-exporter gcc libc6-dev libssl-dev

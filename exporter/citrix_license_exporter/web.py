@@ -265,17 +265,16 @@ class Routes:
                 )
                 duration = time.monotonic() - start
                 accept = request.headers.get("Accept", "")
-                body, content_type, result = server.renderer.render(result, duration, accept)
+                body, content_type, result, plain = server.renderer.render_with_text(
+                    result, duration, accept)
                 log.debug("probe done", extra={"fields": {
                     "target": target.name, "up": int(result.up),
                     "duration_seconds": round(duration, 3)}})
         finally:
             counters.leave()
         counters.count(module.name, "success" if result.up else "failure")
-        # The text exposition for the recent probes and debug=true (the bytes already made
-        # when the scraper asked for that format; the renderer caches each fetch's bytes).
-        plain = (body if content_type.startswith("text/plain")
-                 else server.renderer.render(result, duration, "")[0])
+        # ``plain``: the text exposition for the recent probes and debug=true (the answer's own
+        # bytes where the formats agree; the renderer caches each fetch's bytes).
         record = state.history.record(
             result, lines=probe_log.lines, metrics=plain.decode("utf-8"), duration=duration,
             deadline=seconds, deadline_reason=deadline_from,

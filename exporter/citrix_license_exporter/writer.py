@@ -95,6 +95,12 @@ def write(families: Iterable[Metric], openmetrics: bool) -> str:
     return "".join(out)
 
 
+def same_in_both_formats(families: Iterable[Metric]) -> bool:
+    """Whether ``write`` gives the same text for these families in both formats: gauges it
+    writes itself, with no ``"`` in their help (which only OpenMetrics escapes)."""
+    return all(_fast(metric) and '"' not in metric.documentation for metric in families)
+
+
 def format_of(encoder: object, content_type: str) -> bool | None:
     """For prometheus_client's negotiated encoder: False for the text format, True for
     OpenMetrics 1.0.0 with underscore escaping, None for anything this writer does not write."""

@@ -79,6 +79,20 @@ def test_every_demo_answer_is_byte_identical(demo_results: list[ProbeResult], fm
         assert again == expected
 
 
+def test_the_text_kept_for_the_history_is_the_text_format(
+    demo_results: list[ProbeResult],
+) -> None:
+    """The probe history keeps each answer in the text format; for an OpenMetrics scrape it is
+    taken from the answer where both formats agree: it must equal a text render."""
+    for result in demo_results:
+        body, _, exposed, plain = ProbeRenderer(Prober({})).render_with_text(
+            result, 0.25, ACCEPTS["openmetrics"])
+        assert body == reference([*probe_families(result), probe_duration_family(0.25)],
+                                 ACCEPTS["openmetrics"])
+        text, _, _ = ProbeRenderer(Prober({})).render(exposed, 0.25, "")
+        assert plain == text, result.target.name
+
+
 def odd_families() -> list[Metric]:
     plain = GaugeMetricFamily("citrix_license_test", 'Doc with "quotes", a \\ and a\nnewline.')
     plain.add_metric([], 1.0)

@@ -308,3 +308,51 @@ def test_data_that_cannot_be_exposed_fails_the_collector_and_is_not_cached(
     body, _, _ = renderer.render(run(prober, target, module), 0.1, "")
     assert cached.calls == 2
     assert b"citrix_license_up 1.0" in body and b"citrix_license_test_value 2.0" in body
+
+
+OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+
+@pytest.mark.parametrize("help_text", ["A test value.", 'A "quoted" test value.'])
+def test_cached_data_is_encoded_once_for_both_formats_when_they_agree(
+    monkeypatch, help_text: str
+) -> None:
+    """Each probe renders the text format for the probe history as well as the scraper's
+    format: cached data whose families come out alike in both is encoded once; a help text
+    with a quote (which only OpenMetrics escapes) is encoded per format. The answers are the
+    formats' own either way."""
+    from citrix_license_exporter import metrics
+    from citrix_license_exporter.collectors import registry
+    from citrix_license_exporter.exposition import ProbeRenderer, encode
+
+    built: list[int] = []
+
+    def families(data: Data, result: Any) -> Any:
+        built.append(data.n)
+        return [metrics.single("test_value", help_text, float(data.n))]
+
+    monkeypatch.setattr(registry.get("winrm"), "exposition", families)
+    prober, _, _, target, module = setup(interval=900)
+    renderer = ProbeRenderer(prober)
+    result = run(prober, target, module)
+    om, om_type, _ = renderer.render(result, 0.1, OPENMETRICS)
+    text, text_type, _ = renderer.render(result, 0.1, "")
+    assert om_type.startswith("application/openmetrics-text")
+    assert text_type.startswith("text/plain")
+    from prometheus_client.exposition import choose_encoder
+
+    for body, accept in ((om, OPENMETRICS), (text, "")):
+        encoder, content_type = choose_encoder(accept)
+        expected = encode([metrics.single("test_value", help_text, 1.0)], encoder, content_type)
+        assert expected in body
+    if '"' in help_text:
+        assert b'A \\"quoted\\"' in om and b'A "quoted"' in text
+        assert len(built) == 2
+    else:
+        assert len(built) == 1
+    # The text kept for the probe history is the text format's, however it is made.
+    assert renderer.render_with_text(result, 0.1, OPENMETRICS)[3] == text
+    # Later probes of the same cached data build nothing more.
+    renderer.render(run(prober, target, module), 0.1, OPENMETRICS)
+    renderer.render(run(prober, target, module), 0.1, "")
+    assert len(built) == (2 if '"' in help_text else 1)
