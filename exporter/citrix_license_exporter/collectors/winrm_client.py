@@ -15,6 +15,8 @@ server can make the exporter do (documented in docs/windows-setup.md):
   connect and read timeout within the probe deadline, every answer body is read with a size cap
   (``max_response_bytes``; a larger Content-Length fails before reading), and a watchdog shuts
   the sockets at the deadline, so a server dripping one byte at a time cannot hold the thread.
+  The pools know their connections through urllib3's public ``ConnectionCls`` attribute (a
+  connection class that tells the ``Budget`` of each connection made).
 - ``_SafeWSMan.invoke``: parses every answer with defusedxml (no DTD, no entities) instead of
   the standard library parser, and never retries with sleeps.
 - ``_BoundedAdapter`` also caps the authentication rounds per collection
@@ -28,9 +30,9 @@ server can make the exporter do (documented in docs/windows-setup.md):
   consume) and stop past ``max_instances`` per class, so no answer is held whole.
 
 The requests session under pypsrp's transport is built here (its public ``HTTPNegotiateAuth``
-for NTLM and Kerberos, requests' Basic auth) and set as the transport's ``session``. One hook is
-not pypsrp's public API: ``_create_header`` (the message id, to check RelatesTo). So pypsrp is
-pinned to the minor version tested (pyproject.toml), and
+for NTLM and Kerberos, requests' Basic auth) and set as the transport's ``session``. The only
+hook left that is not public API is pypsrp's ``WSMan._create_header`` (the message id, to check
+RelatesTo). So pypsrp is pinned to the minor version tested (pyproject.toml), and
 tests/unit/test_pypsrp_pin.py checks that the hook still exists as used.
 """
 
@@ -56,6 +58,8 @@ from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportErr
 from pypsrp.negotiate import HTTPNegotiateAuth
 from pypsrp.shell import CommandState, Process, SignalCode, WinRS
 from pypsrp.wsman import NAMESPACES, WSMan
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..citrix.licensing import ParseError
@@ -165,6 +169,29 @@ class _ResponseTooLarge(WinRMCollectorError):
         super().__init__(message, kind=FailureKind.LIMIT)
 
 
+def _tracked_pools(budget: Budget) -> dict[str, type[HTTPConnectionPool]]:
+    """urllib3's two pool classes, making connections that ``budget`` knows (so its watchdog
+    can shut their sockets): through the pools' public ``ConnectionCls`` attribute."""
+
+    class Connection(HTTPConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            budget.track(self)
+
+    class SecureConnection(HTTPSConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            budget.track(self)
+
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    class SecurePool(HTTPSConnectionPool):
+        ConnectionCls = SecureConnection
+
+    return {"http": Pool, "https": SecurePool}
+
+
 class _BoundedAdapter(requests.adapters.HTTPAdapter):
     """A transport adapter whose every wait and every answer is bounded (see module doc)."""
 
@@ -174,18 +201,7 @@ class _BoundedAdapter(requests.adapters.HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        budget = self.budget
-        classes = dict(self.poolmanager.pool_classes_by_scheme)
-        for scheme, base in classes.items():
-
-            class TrackedPool(base):  # type: ignore[valid-type,misc]
-                def _new_conn(self) -> Any:
-                    connection = super()._new_conn()
-                    budget.track(connection)
-                    return connection
-
-            classes[scheme] = TrackedPool
-        self.poolmanager.pool_classes_by_scheme = classes
+        self.poolmanager.pool_classes_by_scheme = _tracked_pools(self.budget)
 
     def send(
         self,
