@@ -6,7 +6,8 @@ The exporter runs as a process, the way users run it, under a small wrapper that
 CLI's ``main`` and, on request, writes the names in ``sys.modules`` to a file. Two observables:
 those names, and the shared objects in /proc/<pid>/maps (gssapi's and krb5's C extensions,
 which pyspnego loads). Both are checked after a network probe answered, then again after a
-WinRM probe in the same process, which shows that they do see the stack when it is loaded."""
+WinRM probe in the same process, which shows that they do see the stack when it is loaded.
+httpx, imported by the first HTTP client (transport.py), is checked the same way."""
 
 from __future__ import annotations
 
@@ -121,6 +122,8 @@ def test_a_network_only_exporter_never_imports_the_winrm_client(fleet: Fleet) ->
             assert "citrix_license_exporter.collectors.winrm" in names
             assert "citrix_license_exporter.collectors.winrm_client" not in names
             assert exporter.stack_loaded() == ([], [])
+            # Nor httpx: no controller, cloud or catalog URL source (transport.py's module doc).
+            assert not {"httpx", "httpcore"} & names
 
 
 def test_the_first_winrm_collection_imports_it_and_works(fleet: Fleet) -> None:
