@@ -1,6 +1,7 @@
 """The ``winrm`` collector: agentless reads from the License Server over WinRM (WS-Management).
 
-Fetch only; it names no metric. What it does on the server, in this order:
+The collector unit: the ``winrm:`` section's model, the steps of a collection, the data they
+build and the metric families. What a collection does on the server, in this order:
 
 1. WS-Management Enumerate (+ Pull) of the WMI classes ``root\\CitrixLicensing\\
    Citrix_GT_License_Pool`` and ``Citrix_GT_License``;
@@ -14,9 +15,9 @@ logon round that keep a hostile server from holding the probe) is collectors/win
 This module imports it inside ``WinRMCollector.collect``, not at module scope: loading a
 configuration imports this module (the registry lists the collector, config.py validates the
 ``winrm:`` section), and pypsrp, requests, urllib3, pyspnego and the Kerberos bindings hold
-~16 MB of RSS that an exporter whose modules never use WinRM should not pay
-(tests/e2e/test_winrm_lazy_import.py). So nothing here may import them: the config model, the
-steps of a collection, the data it builds and the metric families need none of them.
+14-15 MB of RSS that an exporter whose modules never use WinRM should not pay
+(docs/performance.md "What RSS holds"; tests/e2e/test_winrm_lazy_import.py). So this module
+imports none of them; only ``collect`` reaches them, through winrm_client.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ bounded, and its failures in words a user reads.
 
 collectors/winrm.py (the collector unit: config, steps, data, metric families) imports this
 module inside ``WinRMCollector.collect``, never at module scope: pypsrp, requests, urllib3,
-pyspnego and the MIT Kerberos bindings hold ~16 MB of RSS, which an exporter whose modules
+pyspnego and the MIT Kerberos bindings hold 14-15 MB of RSS, which an exporter whose modules
 never use WinRM should not pay (docs/performance.md "What RSS holds";
 tests/e2e/test_winrm_lazy_import.py checks it).
 
