@@ -260,9 +260,10 @@ def _rounds_for(size: int, per_run: int, low: int, high: int) -> int:
 
 
 def _up(body: bytes, kind: str) -> bool:
+    # Both answer gzip to Prometheus' Accept-Encoding (the load generator sends it).
+    with contextlib.suppress(OSError, EOFError):
+        body = gzip.decompress(body)
     if kind == "blackbox":
-        with contextlib.suppress(OSError, EOFError):
-            body = gzip.decompress(body)
         return b"probe_success 1" in body
     return b"\ncitrix_license_up 1" in body
 

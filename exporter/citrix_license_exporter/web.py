@@ -36,6 +36,7 @@ from prometheus_client.exposition import choose_encoder
 
 from .app import ExporterState
 from .collectors.base import Deadline
+from .compression import exposition_response
 from .config import ModuleConfig, TargetConfig, redact
 from .connections import (
     LISTEN_BACKLOG,
@@ -222,7 +223,7 @@ class Routes:
         body = encode(self.server.registry.collect(), encoder, content_type)
         if content_type.startswith("application/openmetrics-text"):
             body += EOF_MARK
-        return web.Response(status=200, body=body, headers={"Content-Type": content_type})
+        return exposition_response(request, body, content_type)
 
     async def landing(self, request: web.BaseRequest) -> web.StreamResponse:
         page = render_status(snapshot(self.server.state, time.time()))
@@ -282,7 +283,7 @@ class Routes:
         )
         if request.query.get("debug", "").lower() == "true":
             return text(200, record.debug_text())
-        return web.Response(status=200, body=body, headers={"Content-Type": content_type})
+        return exposition_response(request, body, content_type)
 
 
 class ExporterServer:

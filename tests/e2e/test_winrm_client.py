@@ -305,3 +305,40 @@ def test_many_small_pages_stop_at_the_instance_cap(sim: Sim) -> None:
                                "(winrm.max_instances); stopped reading")
     assert simulator.requests == ["Enumerate"] + ["Pull"] * 50  # 51 pages of 20 = 1020
     assert len(collect(simulator, max_instances=3000).pools) == 3000
+
+
+def test_a_server_with_windows_defaults_fills_each_answer_up_to_the_elements_asked(
+        sim: Sim) -> None:
+    # MaxBatchItems 32000 (Windows' default): 250 pools come in pages of the 100 the exporter
+    # asks for (MaxElements), the first in the Enumerate answer itself (OptimizeEnumeration).
+    pools = [{"pld": f"XDT_PLT_UD{i}", "count": 1, "in_use": 0} for i in range(250)]
+    simulator = sim(auth="basic", pools=pools)
+    data = collect(simulator)
+    assert len(data.pools) == 250
+    assert simulator.requests[:4] == ["Enumerate", "Pull", "Pull", "Enumerate"]
+
+
+def test_answers_stay_within_the_envelope_size_the_client_announces(sim: Sim) -> None:
+    # 100 pools of 12.7 KB each (the long name is in PLD and PoolId) do not fit pypsrp's
+    # 150 KiB MaxEnvelopeSize in one answer: 11 a page, in 10 pages.
+    pools = [{"pld": f"{'X' * 6000}{i}", "count": 1, "in_use": 0} for i in range(100)]
+    simulator = sim(auth="basic", pools=pools)
+    data = collect(simulator)
+    assert len(data.pools) == 100
+    pages = simulator.requests[:simulator.requests.index("Enumerate", 1)]
+    assert pages == ["Enumerate"] + ["Pull"] * 9
+
+
+def test_an_enumerate_without_optimization_answers_no_items(sim: Sim) -> None:
+    # Plain WS-Enumeration (pypsrp's WSMan.enumerate): the items come by Pull only.
+    simulator = sim(auth="basic")
+    client = WSMan("127.0.0.1", port=simulator.port, username=USERNAME, password=PASSWORD,
+                   ssl=False, auth="basic", encryption="never", no_proxy=True)
+    answer = client.enumerate(
+        "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/CitrixLicensing/"
+        "Citrix_GT_License_Pool")
+    wsen = "{http://schemas.xmlsoap.org/ws/2004/09/enumeration}"
+    response = answer.find(f".//{wsen}EnumerateResponse")
+    assert response is not None
+    assert response.find(f"{wsen}EnumerationContext") is not None
+    assert not response.findall(".//{*}Items/*")

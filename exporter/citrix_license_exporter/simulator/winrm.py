@@ -35,7 +35,9 @@ Scenario section (all keys optional)::
         - {serial: LA-0001, pld: XDT_PLT_UD, expires_days: 200}  # or expires: permanent
       uploads: {days: 30, failing_days: 0, hour_offset: 1}  # daily compliance uploads
       uploader_log: null      # literal log text instead of the generated one
-      page_size: 20           # instances per Enumerate/Pull answer
+      page_size: 32000        # the server's MaxBatchItems: instances per Enumerate/Pull
+                              # answer, at most the MaxElements asked for and what fits in
+                              # the MaxEnvelopeSize (Windows' default, MS-WSMV 2.2.4.10)
 
 Times in scenarios are relative to the moment the simulator starts (``now``), so tests can
 compute what the exporter must show.
@@ -112,6 +114,17 @@ S = "http://www.w3.org/2003/05/soap-envelope"
 A = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
 W = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
 N = "http://schemas.xmlsoap.org/ws/2004/09/enumeration"
+#: How many instances one Enumerate or Pull answer carries, as a Windows WinRM service decides
+#: it (MS-WSMV 2.2.4.10 ConfigType and 3.1.4.1.7; DMTF DSP0226 8.2.3): at most the client's
+#: MaxElements (1 when the request names none), at most the service's MaxBatchItems (default
+#: 32000) and no more than fit in the client's MaxEnvelopeSize (itself capped by
+#: MaxEnvelopeSizekb, default 500). An Enumerate without OptimizeEnumeration carries none.
+#: Whether a real License Server fills its answers this far is docs/assumptions.md's item
+#: "WMI answer pages".
+MAX_BATCH_ITEMS = 32000
+MAX_ENVELOPE_SIZE = 500 * 1024
+#: What the SOAP envelope around the items takes, kept free of the client's MaxEnvelopeSize.
+ENVELOPE_OVERHEAD = 4096
 X = "http://schemas.xmlsoap.org/ws/2004/09/transfer"
 RSP = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
 F = "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault"
@@ -168,7 +181,7 @@ class WinRMScenario:
     failing_days: int = 0
     hour_offset: float = 1.0
     uploader_log: str | None = None
-    page_size: int = 20
+    page_size: int = MAX_BATCH_ITEMS
     count_includes_overdraft: bool = True
 
 
@@ -225,7 +238,7 @@ def parse_winrm_section(raw: object, source: str) -> WinRMScenario:
         failing_days=int(uploads.get("failing_days", 0)),
         hour_offset=float(uploads.get("hour_offset", 1.0)),
         uploader_log=raw.get("uploader_log"),
-        page_size=max(1, int(raw.get("page_size", 20))),
+        page_size=max(1, int(raw.get("page_size", MAX_BATCH_ITEMS))),
         count_includes_overdraft=includes,
     )
 
@@ -528,6 +541,7 @@ class _Request:
     message_id: str
     selectors: dict[str, str]
     body: Element
+    max_envelope_size: int = MAX_ENVELOPE_SIZE
 
 
 def _parse_request(data: bytes) -> _Request:
@@ -552,7 +566,14 @@ def _parse_request(data: bytes) -> _Request:
         message_id=text("s:Header/a:MessageID"),
         selectors=selectors,
         body=body if body is not None else Element("empty"),
+        max_envelope_size=min(_count(text("s:Header/w:MaxEnvelopeSize"), MAX_ENVELOPE_SIZE),
+                              MAX_ENVELOPE_SIZE),
     )
+
+
+def _count(text: str, default: int) -> int:
+    """A positive count from a request element, or ``default`` if absent or unreadable."""
+    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else default
 
 
 # ---------------------------------------------------------------------------------------------
@@ -730,8 +751,13 @@ class WinRMSimulator:
                 "The WS-Management service cannot process the request because the resource "
                 "URI is not valid.",
             ))
-        size = self.scenario.page_size
-        first, rest = items[:size], items[size:]
+        enumerate_el = request.body.find(f"{{{N}}}Enumerate")
+        optimized = (enumerate_el is not None
+                     and enumerate_el.find(f"{{{W}}}OptimizeEnumeration") is not None)
+        if optimized:
+            first, rest = self._page(items, request, f"{{{N}}}Enumerate/{{{W}}}MaxElements")
+        else:
+            first, rest = [], items
         context = f"uuid:{uuid.uuid4()}"
         end = "<w:EndOfSequence/>" if not rest else ""
         if rest:
@@ -742,6 +768,21 @@ class WinRMSimulator:
             f"<w:Items>{''.join(first)}</w:Items>{end}</n:EnumerateResponse>"
         )
 
+    def _page(self, items: list[str], request: _Request,
+              max_elements_path: str) -> tuple[list[str], list[str]]:
+        """The instances of one answer and the rest (see MAX_BATCH_ITEMS)."""
+        el = request.body.find(max_elements_path)
+        limit = min(_count((el.text or "").strip() if el is not None else "", 1),
+                    self.scenario.page_size)
+        budget = request.max_envelope_size - ENVELOPE_OVERHEAD
+        taken = used = 0
+        for item in items[:limit]:
+            used += len(item.encode("utf-8"))
+            if taken and used > budget:
+                break
+            taken += 1
+        return items[:taken], items[taken:]
+
     def _pull(self, request: _Request) -> str:
         context_el = request.body.find(f"{{{N}}}Pull/{{{N}}}EnumerationContext")
         context = (context_el.text or "").strip() if context_el is not None else ""
@@ -750,8 +791,7 @@ class WinRMSimulator:
         if rest is None:
             raise _SoapFault(fault_body("n:InvalidEnumerationContext", 2150858752,
                                         "The enumeration context is not valid."))
-        size = self.scenario.page_size
-        first, rest = rest[:size], rest[size:]
+        first, rest = self._page(rest, request, f"{{{N}}}Pull/{{{N}}}MaxElements")
         new_context = f"uuid:{uuid.uuid4()}"
         if rest:
             with self._lock:
