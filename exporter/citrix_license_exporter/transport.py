@@ -20,6 +20,12 @@ The rules, written here and nowhere else:
 - **Reasons** name the method and the URL (user info and query values masked) but never a
   header or a body: neither may leak a credential into the log. Failures carry a kind from
   ``collectors/failures.py``.
+
+httpx is imported by the first client made (``new_client``), not with this module: loading a
+configuration imports this module (the catalog sources, the controller and cloud collectors),
+and httpx with httpcore (and click and pygments, which httpx's ``__init__`` imports for its
+command line when they are installed) holds ~3-4 MB of RSS that an exporter without a
+controller, cloud or catalog URL source never uses (docs/performance.md "What RSS holds").
 """
 
 from __future__ import annotations
@@ -32,9 +38,7 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, cast
-
-import httpx
+from typing import TYPE_CHECKING, Any, cast
 
 from . import __version__
 from .collectors.base import CollectorError, Deadline, FailureKind
@@ -42,6 +46,9 @@ from .collectors.failures import classify, status_kind
 from .config import redact_url
 from .redaction import shorten
 from .tlscontext import client_context
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +132,8 @@ def new_client(
     """A client verifying TLS against ``ca_file`` (None: the system store) unless ``verify``
     is False. Use it as ``async with``: closing it closes its connections. Raises
     CollectorError (kind tls) when the CA file cannot be loaded."""
+    import httpx  # here, not at module scope: see the module doc
+
     try:
         context = client_context(ca_file, verify=verify)
     except OSError as exc:  # ssl.SSLError is an OSError
@@ -157,6 +166,8 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
 
 
 def _transport_reason(exc: httpx.HTTPError, url: str) -> str:
+    import httpx  # loaded by the client that failed (new_client)
+
     text = (str(exc) or type(exc).__name__).replace(url, redact_url(url))
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         detail = text.split("certificate verify failed:", 1)[-1].split("(_ssl", 1)[0].strip()
@@ -305,6 +316,8 @@ async def fetch(
     """Send one request through ``client`` within ``limits`` and return the 2xx answer with its
     whole body. Raises HTTPStatusError for other statuses and TransportError for everything
     else (the deadline: kind timeout; the size cap: kind limit)."""
+    import httpx  # loaded with the client (new_client)
+
     what = f"{method} {redact_url(url)}"
     left = limits.deadline.check(what)
     try:

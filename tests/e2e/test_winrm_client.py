@@ -12,7 +12,7 @@ from pypsrp.exceptions import AuthenticationError
 from pypsrp.wsman import WSMan
 
 from citrix_license_exporter.citrix.licensing import ServiceSpec, WinRMData
-from citrix_license_exporter.collectors import winrm as collector_module
+from citrix_license_exporter.collectors import winrm_client
 from citrix_license_exporter.collectors.base import CollectorError, Deadline, FailureKind
 from citrix_license_exporter.collectors.winrm import WinRMCollector, WinRMConfig
 from citrix_license_exporter.config import (
@@ -200,7 +200,7 @@ def test_unexpected_log_format_fails_the_collection(sim: Sim) -> None:
 
 def test_another_command_fails_like_cmd_exe(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
     simulator = sim()
-    monkeypatch.setattr(collector_module, "command_line", lambda tail: ("whoami", ["/all"]))
+    monkeypatch.setattr(winrm_client, "command_line", lambda tail: ("whoami", ["/all"]))
     message, _ = failure(simulator)
     assert message == ("on-box script failed (exit code 9009): 'whoami' is not recognized as "
                        "an internal or external command,")
@@ -267,8 +267,8 @@ def test_an_ntlm_401_loop_is_capped(sim: Sim, ca_file: str, scheme: str) -> None
     simulator = sim(auth="ntlm", scheme=scheme, fault="auth_loop")
     message, _ = failure(simulator, ca=ca_file)
     assert message.startswith(f"NTLM authentication did not complete after "
-                              f"{collector_module.MAX_AUTH_ROUNDS} rounds")
-    assert simulator.auth_tokens == collector_module.MAX_AUTH_ROUNDS
+                              f"{winrm_client.MAX_AUTH_ROUNDS} rounds")
+    assert simulator.auth_tokens == winrm_client.MAX_AUTH_ROUNDS
     assert PASSWORD not in message
 
 

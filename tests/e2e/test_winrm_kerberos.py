@@ -22,12 +22,8 @@ import yaml
 
 from citrix_license_exporter.collectors import kerberos
 from citrix_license_exporter.collectors.base import CollectorError, Deadline, FailureKind
-from citrix_license_exporter.collectors.winrm import (
-    MAX_AUTH_ROUNDS,
-    KerberosConfig,
-    WinRMCollector,
-    WinRMConfig,
-)
+from citrix_license_exporter.collectors.winrm import KerberosConfig, WinRMCollector, WinRMConfig
+from citrix_license_exporter.collectors.winrm_client import MAX_AUTH_ROUNDS
 from citrix_license_exporter.config import (
     ModuleConfig,
     Secret,

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,16 +32,19 @@ def die_with_parent() -> None:
 
 
 class ExporterProcess:
-    """``citrix-license-exporter`` started with ``args``; stderr is captured line by line."""
+    """``citrix-license-exporter`` started with ``args``; stderr is captured line by line.
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    ``launcher``: what the Python interpreter runs, before the flags (default the CLI module;
+    ``("-c", code, ...)`` for a wrapper that calls ``cli.main`` itself)."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None,
+                 launcher: Sequence[str] = ("-m", "citrix_license_exporter.cli")) -> None:
         self.lines: list[str] = []
         self._ready = threading.Event()
         self.address: str | None = None
         full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "citrix_license_exporter.cli",
-             "--web.listen-address=127.0.0.1:0", *args],
+            [sys.executable, *launcher, "--web.listen-address=127.0.0.1:0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env,
             # Only a prctl() call between fork and exec: safe although the parent has threads.
             preexec_fn=die_with_parent,  # noqa: PLW1509

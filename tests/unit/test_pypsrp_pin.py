@@ -1,4 +1,4 @@
-"""pypsrp is used through one hook that is not its public API (collectors/winrm.py:
+"""pypsrp is used through one hook that is not its public API (collectors/winrm_client.py:
 ``WSMan._create_header``) and sets its transport's session: the pin in pyproject.toml holds only
 while the installed version is inside it and these are as used."""
 

@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from urllib.parse import quote
 
-import httpx
 from pydantic import Field, PlainValidator, ValidationInfo, field_validator, model_validator
 
 from ..citrix.cloud_api import (
@@ -61,6 +60,7 @@ from .failures import classify
 from .httpjson import REPORT_MARGIN, inner_deadline, new_client, request_json
 
 if TYPE_CHECKING:
+    import httpx  # imported by transport.new_client (transport.py's module doc)
     from prometheus_client.core import Metric
 
     from ..probe import ProbeResult

@@ -9,14 +9,15 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ..config import TLSConfig, redact_url
 from ..transport import Limits, TransportError, fetch
 from ..transport import new_client as new_transport_client
 from .base import Deadline, FailureKind
+
+if TYPE_CHECKING:
+    import httpx  # imported by transport.new_client (transport.py's module doc)
 
 #: The transport cuts a request this long (at most a quarter of the time left) before the
 #: probe's deadline, so that the collector's reason, naming the request and where it stood,
