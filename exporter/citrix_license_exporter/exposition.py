@@ -117,7 +117,11 @@ class ProbeRenderer:
         families = scrub(collector.exposition(outcome.data, result))
         data = _encode(families, encoder, content_type, fmt)
         alike = fmt is not None and same_in_both_formats(families)
-        if outcome.from_cache or outcome.fetched_at is not None:
+        if outcome.from_cache or (collector.cached
+                                  and result.module.cache_interval(outcome.collector) > 0):
+            # Only data a later scrape can be served again (a cached collector's): a fresh
+            # fetch's bytes (the network probe's) are never asked for twice, and keeping them
+            # would cost a compression per probe and MAX_ENCODED fetches' data in memory.
             # Keeping the data object alive with its bytes makes the id() key safe.
             kept = zlib.compress(data, 1)
             self._encoded[key] = (outcome.data, kept)
