@@ -113,15 +113,20 @@ async def resolve(host: str) -> list[tuple[int, str]]:
     return seen
 
 
+#: Linux creates a socket non-blocking in the same system call (elsewhere: setblocking).
+_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
+
+
 async def connect(addresses: list[tuple[int, str]], port: int) -> socket.socket:
     """A connected non-blocking socket to the first address that accepts; the caller's
     cancellation (the deadline) stops it."""
     loop = asyncio.get_running_loop()
     error: OSError | None = None
     for family, address in addresses:
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM | _SOCK_NONBLOCK)
         try:
-            sock.setblocking(False)
+            if not _SOCK_NONBLOCK:
+                sock.setblocking(False)
             await loop.sock_connect(sock, (address, port))
         except OSError as exc:
             sock.close()
