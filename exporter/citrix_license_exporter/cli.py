@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -222,6 +223,7 @@ async def _serve(
         loop.add_signal_handler(signum, on_stop_signal, signum)
 
     def started() -> None:
+        freeze_startup_objects()
         server.ready.set()
         host, port = str(server.server_address[0]), int(server.server_address[1])
         log.info(
@@ -233,6 +235,18 @@ async def _serve(
             announce(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}")
 
     await server.serve(started)
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive at start-up (the imported modules, the configuration, the
+    catalog: ~100,000 objects) out of the garbage collector's sight (``gc.freeze``).
+
+    They live as long as the process, yet each full collection walked all of them again: in a
+    round of 500 probes at once, where many objects survive a young collection while their
+    probes wait, full collections took ~7% of the exporter's CPU (docs/performance.md). Frozen
+    objects are still freed by reference counting; only a cycle among them would stay."""
+    gc.collect()
+    gc.freeze()
 
 
 def install_thread_excepthook() -> None:

@@ -848,6 +848,9 @@ class Config(_Model):
     policy_section: PolicySection = Field(default_factory=PolicySection, alias="policy")
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     _policy: PolicyConfig = PrivateAttr(default_factory=PolicyConfig)
+    #: find_target's index: the first target of each name, the first of each address.
+    _by_name: dict[str, TargetConfig] = PrivateAttr(default_factory=dict)
+    _by_address: dict[str, TargetConfig] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def allowed_keys(cls) -> list[str]:
@@ -862,6 +865,9 @@ class Config(_Model):
 
     def model_post_init(self, context: Any, /) -> None:
         self._policy = self.policy_section.to_policy()
+        for target in self.targets:
+            self._by_name.setdefault(target.name, target)
+            self._by_address.setdefault(target.address, target)
 
     @property
     def policy(self) -> PolicyConfig:
@@ -873,13 +879,10 @@ class Config(_Model):
         return self.catalog.releases
 
     def find_target(self, name_or_address: str) -> TargetConfig | None:
-        for target in self.targets:
-            if target.name == name_or_address:
-                return target
-        for target in self.targets:
-            if target.address == name_or_address:
-                return target
-        return None
+        """The target of that name, else the first of that address (every probe asks, up to
+        three times: an index, not a scan of the fleet)."""
+        found = self._by_name.get(name_or_address)
+        return found if found is not None else self._by_address.get(name_or_address)
 
     def resolve(
         self, name: str, module_name: str | None

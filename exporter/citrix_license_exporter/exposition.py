@@ -29,7 +29,7 @@ from .collectors import registry
 from .config import ModuleConfig, TargetConfig, redact
 from .metrics import outcome_families, probe_duration_family, server_families
 from .probe import Outcome, Prober, ProbeResult, describe
-from .writer import OPENMETRICS_CONTENT_TYPE, format_of, same_in_both_formats, write
+from .writer import OPENMETRICS_CONTENT_TYPE, format_of, write_alike
 
 log = logging.getLogger(__name__)
 
@@ -72,22 +72,24 @@ def scrub(families: Iterable[Metric]) -> list[Metric]:
 
 def encode(families: Iterable[Metric], encoder: Encoder, content_type: str) -> bytes:
     """``families`` in the negotiated format, scrubbed of secrets, without OpenMetrics' EOF."""
-    return _encode(scrub(families), encoder, content_type, format_of(encoder, content_type))
+    return _encode(scrub(families), encoder, content_type, format_of(encoder, content_type))[0]
 
 
 def _encode(families: list[Metric], encoder: Encoder, content_type: str,
-            fmt: bool | None) -> bytes:
-    """Scrubbed ``families`` in the negotiated format (``fmt``: the writer's, or None)."""
+            fmt: bool | None) -> tuple[bytes, bool]:
+    """Scrubbed ``families`` in the negotiated format (``fmt``: the writer's, or None), and
+    whether the other of the writer's formats would give the same bytes
+    (``writer.same_in_both_formats``; False for a format the writer does not write)."""
     if fmt is not None:
-        text = write(families, fmt)
+        text, alike = write_alike(families, fmt)
     else:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Families(families))
         raw = encoder(registry)
         if raw.endswith(EOF_MARK):
             raw = raw[: -len(EOF_MARK)]
-        text = raw.decode("utf-8")
-    return text.encode("utf-8")
+        text, alike = raw.decode("utf-8"), False
+    return text.encode("utf-8"), alike
 
 
 class ProbeRenderer:
@@ -115,9 +117,12 @@ class ProbeRenderer:
         collector = registry.get(outcome.collector)
         assert collector is not None  # render() asks only for registered collectors
         families = scrub(collector.exposition(outcome.data, result))
-        data = _encode(families, encoder, content_type, fmt)
-        alike = fmt is not None and same_in_both_formats(families)
-        if outcome.from_cache or outcome.fetched_at is not None:
+        data, alike = _encode(families, encoder, content_type, fmt)
+        if outcome.from_cache or (collector.cached
+                                  and result.module.cache_interval(outcome.collector) > 0):
+            # Only data a later scrape can be served again (a cached collector's): a fresh
+            # fetch's bytes (the network probe's) are never asked for twice, and keeping them
+            # would cost a compression per probe and MAX_ENCODED fetches' data in memory.
             # Keeping the data object alive with its bytes makes the id() key safe.
             kept = zlib.compress(data, 1)
             self._encoded[key] = (outcome.data, kept)
@@ -174,8 +179,9 @@ class ProbeRenderer:
             result = replace(result, outcomes=tuple(outcomes))
         try:
             server = scrub(server_families(result))
-            parts.append(_encode(server, encoder, content_type, fmt))
-            alike = alike and same_in_both_formats(server)
+            server_bytes, server_alike = _encode(server, encoder, content_type, fmt)
+            parts.append(server_bytes)
+            alike = alike and server_alike
         except Exception as exc:
             alike = False
             log.warning("cannot expose the version assessment",
@@ -183,9 +189,10 @@ class ProbeRenderer:
                                           "reason": describe(exc)}})
         core = scrub(outcome_families(result))
         timing = scrub([probe_duration_family(duration)])
-        alike = alike and same_in_both_formats(core) and same_in_both_formats(timing)
-        body = b"".join([_encode(core, encoder, content_type, fmt), *parts,
-                         _encode(timing, encoder, content_type, fmt)])
+        core_bytes, core_alike = _encode(core, encoder, content_type, fmt)
+        timing_bytes, timing_alike = _encode(timing, encoder, content_type, fmt)
+        alike = alike and core_alike and timing_alike
+        body = b"".join([core_bytes, *parts, timing_bytes])
         if content_type.startswith("application/openmetrics-text"):
             body += EOF_MARK
         return body, content_type, result, alike

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -21,18 +22,32 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return dict(fields) if isinstance(fields, dict) else {}
 
 
+#: The last second formatted, and its text: every probe logs several lines a second, and
+#: strftime was a fifth of a line's formatting.
+_second: tuple[int, str] = (-1, "")
+
+
 def _timestamp(record: logging.LogRecord) -> str:
+    global _second
     millis = int(record.msecs)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{millis:03d}Z"
+    second = int(record.created)
+    cached = _second  # one read: another thread may replace it meanwhile
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{millis:03d}Z"
 
 
 def _level(record: logging.LogRecord) -> str:
     return "warn" if record.levelno == logging.WARNING else record.levelname.lower()
 
 
+#: A value holding any of these is quoted.
+_NEEDS_QUOTES = re.compile(r'[ ="\\\n\t]').search
+
+
 def _logfmt_value(value: object) -> str:
     text = redact(str(value))
-    if text and not any(c in text for c in ' ="\\\n\t'):
+    if text and _NEEDS_QUOTES(text) is None:
         return text
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
@@ -77,6 +92,13 @@ def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
     # The level is the handler's too: probelog.py lowers the package logger's level to capture
     # debug lines per probe, and stderr must still show only what --log.level asks for.
     handler.setLevel(number)
+    # Neither format writes a record's source line, thread or process: skip looking them up
+    # for every record (the logging HOWTO's "Optimization"; each probe captures several debug
+    # lines, probelog.py).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

@@ -199,6 +199,16 @@ def probe_duration_family(seconds: float) -> GaugeMetricFamily:
     return family
 
 
+#: Every failure kind with its label value, in the enum's order (built once, not per probe).
+_KINDS = tuple((kind, kind.value) for kind in FailureKind)
+_FAILURE_HELP = (
+    "Why the collector failed: one series per kind ("
+    + ", ".join(value for _, value in _KINDS)
+    + "), 1 for the kind of this probe's failure; all 0 when it succeeded. See "
+    "docs/runbooks.md for what each kind means."
+)
+
+
 def outcome_families(
     result: ProbeResult, exposed: dict[str, bool] | None = None
 ) -> list[Metric]:
@@ -224,14 +234,7 @@ def outcome_families(
         "When the collector last fetched data successfully from this target.",
         ["collector"],
     )
-    failure = gauge(
-        "collector_failure",
-        "Why the collector failed: one series per kind ("
-        + ", ".join(kind.value for kind in FailureKind)
-        + "), 1 for the kind of this probe's failure; all 0 when it succeeded. See "
-        "docs/runbooks.md for what each kind means.",
-        ["collector", "kind"],
-    )
+    failure = gauge("collector_failure", _FAILURE_HELP, ["collector", "kind"])
     families: list[Metric] = [up, success, failure, duration, last_ok]
     for outcome in result.outcomes:
         ok = exposed[outcome.collector]
@@ -243,8 +246,8 @@ def outcome_families(
             failed_kind = FailureKind.PARSE
         else:
             failed_kind = outcome.kind or FailureKind.INTERNAL
-        for kind in FailureKind:
-            failure.add_metric([outcome.collector, kind.value], 1.0 if kind is failed_kind else 0.0)
+        for kind, value in _KINDS:
+            failure.add_metric([outcome.collector, value], 1.0 if kind is failed_kind else 0.0)
         duration.add_metric([outcome.collector], outcome.duration)
         if outcome.last_success is not None:
             last_ok.add_metric([outcome.collector], outcome.last_success)

@@ -233,9 +233,10 @@ class Prober:
             "target": target.name, "collector": collector.name,
             "deadline_seconds": round(deadline.remaining(), 3)}})
         try:
-            data = await asyncio.wait_for(
-                self._collect(collector, target, module, deadline), deadline.remaining()
-            )
+            # In this task (asyncio.timeout), not in one more (wait_for): the same cancellation
+            # at the deadline, without a task per collector and probe.
+            async with asyncio.timeout(deadline.remaining()):
+                data = await self._collect(collector, target, module, deadline)
         except TimeoutError:
             duration = time.monotonic() - start
             log.warning(

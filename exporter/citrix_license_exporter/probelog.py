@@ -56,6 +56,17 @@ class ProbeLog:
                 return
             self._lines.append(line)
 
+    def wants_line(self) -> bool:
+        """Whether a line logged now would be kept (False: closed, or full, which counts it as
+        dropped): the handler formats only lines that are kept."""
+        with self._lock:
+            if self._closed:
+                return False
+            if len(self._lines) >= MAX_LINES:
+                self._dropped += 1
+                return False
+            return True
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -77,9 +88,17 @@ class CaptureHandler(logging.Handler):
         super().__init__(logging.DEBUG)
         self.setFormatter(LogfmtFormatter())
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Without logging.Handler's lock: ProbeLog has its own, and the formatter keeps no
+        # state of its own. A record logged outside any probe costs one lookup.
+        if _current.get() is None or (self.filters and not self.filter(record)):
+            return False
+        self.emit(record)
+        return True
+
     def emit(self, record: logging.LogRecord) -> None:
         probe_log = _current.get()
-        if probe_log is None:
+        if probe_log is None or not probe_log.wants_line():
             return
         try:
             probe_log.add(self.format(record))

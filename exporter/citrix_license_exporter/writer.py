@@ -49,15 +49,32 @@ def _label_value(value: str) -> str:
     return value
 
 
+#: Names already matched against _NAME: the exporter's own, the same few on every probe.
+_LEGACY: set[str] = set()
+_MAX_LEGACY = 4096
+
+
+def _legacy(name: str) -> bool:
+    if name in _LEGACY:
+        return True
+    if _NAME.fullmatch(name) is None:
+        return False
+    if len(_LEGACY) >= _MAX_LEGACY:
+        _LEGACY.clear()
+    _LEGACY.add(name)
+    return True
+
+
 def _fast(metric: Metric) -> bool:
-    if metric.type != "gauge" or metric.unit or not _NAME.fullmatch(metric.name):
+    if metric.type != "gauge" or metric.unit or not _legacy(metric.name):
         return False
     for sample in metric.samples:
         if sample.timestamp is not None or sample.exemplar is not None \
                 or sample.native_histogram is not None or sample.name != metric.name:
             return False
-        if any(not _NAME.fullmatch(k) for k in sample.labels):
-            return False
+        for key in sample.labels:
+            if not _legacy(key):
+                return False
     return True
 
 
@@ -73,15 +90,24 @@ def _fallback(metric: Metric, openmetrics: bool) -> str:
 def write(families: Iterable[Metric], openmetrics: bool) -> str:
     """The families in the text format 0.0.4, or OpenMetrics 1.0.0 (without ``# EOF``),
     with prometheus_client's default (underscore) name escaping."""
+    return write_alike(families, openmetrics)[0]
+
+
+def write_alike(families: Iterable[Metric], openmetrics: bool) -> tuple[str, bool]:
+    """``write``, and ``same_in_both_formats`` of the same families, in one pass."""
     out: list[str] = []
+    alike = True
     for metric in families:
         if not _fast(metric):
             out.append(_fallback(metric, openmetrics))
+            alike = False
             continue
         name = metric.name
         doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
-        if openmetrics:
-            doc = doc.replace('"', r"\"")
+        if '"' in doc:
+            alike = False
+            if openmetrics:
+                doc = doc.replace('"', r"\"")
         out.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
         for sample in metric.samples:
             labels = sample.labels
@@ -92,7 +118,7 @@ def write(families: Iterable[Metric], openmetrics: bool) -> str:
                 out.append(f"{name}{{{inner}}} {_go_float(sample.value)}\n")
             else:
                 out.append(f"{name} {_go_float(sample.value)}\n")
-    return "".join(out)
+    return "".join(out), alike
 
 
 def same_in_both_formats(families: Iterable[Metric]) -> bool:

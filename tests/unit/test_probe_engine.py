@@ -356,3 +356,23 @@ def test_cached_data_is_encoded_once_for_both_formats_when_they_agree(
     renderer.render(run(prober, target, module), 0.1, OPENMETRICS)
     renderer.render(run(prober, target, module), 0.1, "")
     assert len(built) == (2 if '"' in help_text else 1)
+
+
+def test_fresh_data_of_an_uncached_collector_is_not_kept_encoded(monkeypatch) -> None:
+    """Only a cached collector's data can be served to a later scrape: the network probe's
+    fresh data is encoded for its answer and not kept (nor compressed) beside it."""
+    from citrix_license_exporter import metrics
+    from citrix_license_exporter.collectors import registry
+    from citrix_license_exporter.exposition import ProbeRenderer
+
+    def families(data: Data, result: Any) -> Any:
+        return [metrics.single("test_value", "A test value.", float(data.n))]
+
+    monkeypatch.setattr(registry.get("probe"), "exposition", families)
+    monkeypatch.setattr(registry.get("winrm"), "exposition", families)
+    prober, _, _, target, module = setup(interval=900)
+    renderer = ProbeRenderer(prober)
+    body, _, _ = renderer.render(run(prober, target, module), 0.1, OPENMETRICS)
+    assert body.count(b"citrix_license_test_value 1.0") == 2
+    kept = {collector for collector, _, _ in renderer._encoded}
+    assert kept == {"winrm"}

@@ -189,3 +189,53 @@ def test_reason_and_kind_of_a_failed_probe() -> None:
     text = kept.debug_text()
     assert text.startswith("Logs for the probe (id ")
     assert "\n\nMetrics that would have been returned:\nm 1\n" in text
+
+
+def test_timestamps_follow_the_record_across_seconds() -> None:
+    """log.py keeps the text of the last second formatted: a record of another second, earlier
+    or later, gets its own."""
+    from citrix_license_exporter.log import LogfmtFormatter
+
+    formatter = LogfmtFormatter()
+
+    def stamp(created: float) -> str:
+        record = logging.LogRecord("citrix_license_exporter.t", logging.INFO, "f", 1, "m",
+                                   None, None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        return formatter.format(record).split(" ")[0]
+
+    assert stamp(0.5) == "ts=1970-01-01T00:00:00.500Z"
+    assert stamp(86_400.25) == "ts=1970-01-02T00:00:00.250Z"
+    assert stamp(86_400.75) == "ts=1970-01-02T00:00:00.750Z"
+    assert stamp(0.0) == "ts=1970-01-01T00:00:00.000Z"
+
+
+def test_values_are_quoted_as_before() -> None:
+    from citrix_license_exporter.log import _logfmt_value
+
+    assert _logfmt_value("plain") == "plain"
+    assert _logfmt_value(1.5) == "1.5"
+    assert _logfmt_value("") == '""'
+    for raw, quoted in (("a b", '"a b"'), ("a=b", '"a=b"'), ('a"b', '"a\\"b"'),
+                        ("a\\b", '"a\\\\b"'), ("a\nb", '"a\\nb"'), ("a\tb", '"a\tb"')):
+        assert _logfmt_value(raw) == quoted
+
+
+def test_lines_past_the_bound_are_counted_not_formatted(monkeypatch: Any) -> None:
+    formatted: list[str] = []
+    probelog.install()
+    assert probelog._installed is not None
+    formatter = probelog._installed.formatter
+    assert formatter is not None
+    original = formatter.format
+
+    def counting(record: logging.LogRecord) -> str:
+        formatted.append(record.getMessage())
+        return original(record)
+
+    monkeypatch.setattr(formatter, "format", counting)
+    with probelog.capture() as probe_log:
+        for n in range(probelog.MAX_LINES + 30):
+            log.debug("line %d", n)
+    assert len(formatted) == probelog.MAX_LINES
+    assert probe_log.lines[-1] == f"[30 more lines dropped: at most {probelog.MAX_LINES} per probe]"

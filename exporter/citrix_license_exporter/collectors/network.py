@@ -79,14 +79,20 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-async def resolve(host: str) -> list[tuple[int, str]]:
-    """(family, address) of ``host``; an IP address needs no lookup."""
+def literal(host: str) -> list[tuple[int, str]] | None:
+    """(family, address) of ``host`` when it is an IP address (no lookup needed), else None."""
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        pass
-    else:
-        return [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, str(ip))]
+        return None
+    return [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, str(ip))]
+
+
+async def resolve(host: str) -> list[tuple[int, str]]:
+    """(family, address) of ``host``; an IP address needs no lookup."""
+    known = literal(host)
+    if known is not None:
+        return known
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             host, None, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
@@ -107,15 +113,20 @@ async def resolve(host: str) -> list[tuple[int, str]]:
     return seen
 
 
+#: Linux creates a socket non-blocking in the same system call (elsewhere: setblocking).
+_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
+
+
 async def connect(addresses: list[tuple[int, str]], port: int) -> socket.socket:
     """A connected non-blocking socket to the first address that accepts; the caller's
     cancellation (the deadline) stops it."""
     loop = asyncio.get_running_loop()
     error: OSError | None = None
     for family, address in addresses:
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM | _SOCK_NONBLOCK)
         try:
-            sock.setblocking(False)
+            if not _SOCK_NONBLOCK:
+                sock.setblocking(False)
             await loop.sock_connect(sock, (address, port))
         except OSError as exc:
             sock.close()
@@ -296,11 +307,14 @@ class NetworkCollector(CollectorUnit[NetworkData, ProbeConfig]):
         ports = {name: target.port(module, name) for name in module.probe.ports}
         tls_name = module.probe.tls_port
         found: dict[str, PortCheck] = {}
-        try:
-            addresses = await asyncio.wait_for(resolve(target.address), inner.remaining())
-        except TimeoutError:
-            raise CollectorError(f"resolving {target.address[:100]!r} timed out",
-                                 kind=FailureKind.DNS) from None
+        # An IP address is taken as it is, without the task and timer of a bounded lookup.
+        addresses = literal(target.address)
+        if addresses is None:
+            try:
+                addresses = await asyncio.wait_for(resolve(target.address), inner.remaining())
+            except TimeoutError:
+                raise CollectorError(f"resolving {target.address[:100]!r} timed out",
+                                     kind=FailureKind.DNS) from None
         loop = asyncio.get_running_loop()
         checks = [
             loop.create_task(_port_only(name, addresses, port, found))
