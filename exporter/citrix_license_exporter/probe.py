@@ -46,6 +46,12 @@ MAX_CACHE_ENTRIES = 10_000
 #: deadline).
 DEFAULT_WORKERS = 64
 DEADLINE_EXCEEDED = "probe deadline exceeded"
+#: A collector in a worker thread (WinRM) ends itself at its deadline, with the reason of what
+#: it was waiting for (its socket timeouts and watchdog). It gets a deadline this much earlier
+#: (at most a tenth of the time left) than the probe's, so that its reason arrives before the
+#: loop's cancellation at the probe's deadline, the backstop, would replace it: at the same
+#: instant the two raced, and the reason said only "probe deadline exceeded".
+THREAD_DEADLINE_MARGIN = 0.1
 
 T = TypeVar("T")
 
@@ -223,7 +229,9 @@ class Prober:
         collect_async = getattr(collector, "collect_async", None)
         if collect_async is not None:
             return await collect_async(target, module, deadline)
-        return await self.in_thread(collector.collect, target, module, deadline)
+        margin = min(THREAD_DEADLINE_MARGIN, deadline.remaining() / 10)
+        return await self.in_thread(collector.collect, target, module,
+                                    Deadline(deadline.at - margin))
 
     async def _run(
         self, collector: Collector, target: TargetConfig, module: ModuleConfig, deadline: Deadline
@@ -242,6 +250,7 @@ class Prober:
             log.warning(
                 "collector timed out",
                 extra={"fields": {"target": target.name, "collector": collector.name,
+                                  "reason": DEADLINE_EXCEEDED,
                                   "duration_seconds": round(duration, 3)}},
             )
             return Outcome(collector.name, False, duration, error=DEADLINE_EXCEEDED,
@@ -323,7 +332,8 @@ class Prober:
                                             "collector": collector.name}})
                 return stale  # the refetch goes on and fills the cache for next time
             log.warning("collector timed out",
-                        extra={"fields": {"target": target.name, "collector": collector.name}})
+                        extra={"fields": {"target": target.name, "collector": collector.name,
+                                          "reason": DEADLINE_EXCEEDED}})
             return Outcome(collector.name, False, deadline.remaining(), error=DEADLINE_EXCEEDED,
                            kind=FailureKind.TIMEOUT)
 
