@@ -28,7 +28,7 @@ from prometheus_client.exposition import choose_encoder
 from .collectors import registry
 from .config import ModuleConfig, TargetConfig, redact
 from .metrics import outcome_families, probe_duration_family, server_families
-from .probe import Outcome, Prober, ProbeResult, describe
+from .probe import Outcome, Prober, ProbeResult, describe, is_cached
 from .writer import OPENMETRICS_CONTENT_TYPE, format_of, write_alike
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,8 @@ def encode(families: Iterable[Metric], encoder: Encoder, content_type: str) -> b
 def _encode(families: list[Metric], encoder: Encoder, content_type: str,
             fmt: bool | None) -> tuple[bytes, bool]:
     """Scrubbed ``families`` in the negotiated format (``fmt``: the writer's, or None), and
-    whether the other of the writer's formats would give the same bytes
-    (``writer.same_in_both_formats``; False for a format the writer does not write)."""
+    whether the other of the writer's formats would give the same bytes (``writer.write_alike``;
+    False for a format the writer does not write)."""
     if fmt is not None:
         text, alike = write_alike(families, fmt)
     else:
@@ -118,8 +118,7 @@ class ProbeRenderer:
         assert collector is not None  # render() asks only for registered collectors
         families = scrub(collector.exposition(outcome.data, result))
         data, alike = _encode(families, encoder, content_type, fmt)
-        if outcome.from_cache or (collector.cached
-                                  and result.module.cache_interval(outcome.collector) > 0):
+        if outcome.from_cache or is_cached(collector, result.module):
             # Only data a later scrape can be served again (a cached collector's): a fresh
             # fetch's bytes (the network probe's) are never asked for twice, and keeping them
             # would cost a compression per probe and MAX_ENCODED fetches' data in memory.

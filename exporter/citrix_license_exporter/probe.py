@@ -46,12 +46,12 @@ MAX_CACHE_ENTRIES = 10_000
 #: deadline).
 DEFAULT_WORKERS = 64
 DEADLINE_EXCEEDED = "probe deadline exceeded"
-#: A collector in a worker thread (WinRM) ends itself at its deadline, with the reason of what
-#: it was waiting for (its socket timeouts and watchdog). It gets a deadline this much earlier
-#: (at most a tenth of the time left) than the probe's, so that its reason arrives before the
-#: loop's cancellation at the probe's deadline, the backstop, would replace it: at the same
-#: instant the two raced, and the reason said only "probe deadline exceeded".
-THREAD_DEADLINE_MARGIN = 0.1
+
+
+def is_cached(collector: Collector, module: ModuleConfig) -> bool:
+    """Whether probes of ``module`` keep ``collector``'s data for its ``cache_interval`` (so a
+    later scrape can be served the same data again)."""
+    return collector.cached and module.cache_interval(collector.name) > 0
 
 T = TypeVar("T")
 
@@ -229,9 +229,11 @@ class Prober:
         collect_async = getattr(collector, "collect_async", None)
         if collect_async is not None:
             return await collect_async(target, module, deadline)
-        margin = min(THREAD_DEADLINE_MARGIN, deadline.remaining() / 10)
-        return await self.in_thread(collector.collect, target, module,
-                                    Deadline(deadline.at - margin))
+        # A collector in a worker thread (WinRM) ends itself at its deadline with the reason of
+        # what it was waiting for (its socket timeouts and watchdog). Given the probe's own
+        # deadline, it raced the loop's cancellation at the same instant and its reason was
+        # lost half the time; the inner one lets it report first (base.REPORT_MARGIN).
+        return await self.in_thread(collector.collect, target, module, deadline.inner())
 
     async def _run(
         self, collector: Collector, target: TargetConfig, module: ModuleConfig, deadline: Deadline
@@ -379,7 +381,7 @@ class Prober:
                 failed = Outcome(name, False, 0.0, error="collector not available",
                                  kind=FailureKind.INTERNAL)
                 runs.append(loop.create_task(_value(failed)))
-            elif collector.cached and module.cache_interval(name) > 0:
+            elif is_cached(collector, module):
                 runs.append(loop.create_task(self._cached(collector, target, module, deadline)))
             else:
                 runs.append(loop.create_task(self._run(collector, target, module, deadline)))

@@ -49,23 +49,23 @@ class ProbeLog:
         if len(line) > MAX_LINE_CHARS:
             line = line[:MAX_LINE_CHARS] + f" [line cut at {MAX_LINE_CHARS} characters]"
         with self._lock:
-            if self._closed:
-                return
-            if len(self._lines) >= MAX_LINES:
-                self._dropped += 1
-                return
-            self._lines.append(line)
+            if self._room():
+                self._lines.append(line)
 
     def wants_line(self) -> bool:
         """Whether a line logged now would be kept (False: closed, or full, which counts it as
         dropped): the handler formats only lines that are kept."""
         with self._lock:
-            if self._closed:
-                return False
-            if len(self._lines) >= MAX_LINES:
-                self._dropped += 1
-                return False
-            return True
+            return self._room()
+
+    def _room(self) -> bool:
+        """Under the lock: whether one more line is kept; one past ``MAX_LINES`` is counted."""
+        if self._closed:
+            return False
+        if len(self._lines) >= MAX_LINES:
+            self._dropped += 1
+            return False
+        return True
 
     def close(self) -> None:
         with self._lock:

@@ -94,7 +94,8 @@ def write(families: Iterable[Metric], openmetrics: bool) -> str:
 
 
 def write_alike(families: Iterable[Metric], openmetrics: bool) -> tuple[str, bool]:
-    """``write``, and ``same_in_both_formats`` of the same families, in one pass."""
+    """``write``, and whether the other format would give the same text: gauges this writer
+    writes itself, with no ``"`` in their help (which only OpenMetrics escapes)."""
     out: list[str] = []
     alike = True
     for metric in families:
@@ -119,12 +120,6 @@ def write_alike(families: Iterable[Metric], openmetrics: bool) -> tuple[str, boo
             else:
                 out.append(f"{name} {_go_float(sample.value)}\n")
     return "".join(out), alike
-
-
-def same_in_both_formats(families: Iterable[Metric]) -> bool:
-    """Whether ``write`` gives the same text for these families in both formats: gauges it
-    writes itself, with no ``"`` in their help (which only OpenMetrics escapes)."""
-    return all(_fast(metric) and '"' not in metric.documentation for metric in families)
 
 
 def format_of(encoder: object, content_type: str) -> bool | None:

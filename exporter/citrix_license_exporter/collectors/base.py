@@ -65,6 +65,13 @@ class CollectorError(Exception):
         self.logged = logged
 
 
+#: A collector ends its own waits this long (at most a quarter of the time left) before the
+#: probe's deadline (``Deadline.inner``), so that its reason, naming what it was waiting for, or
+#: its partial result reaches the probe before the probe's own cut at the deadline, which only
+#: says "probe deadline exceeded".
+REPORT_MARGIN = 0.1
+
+
 @dataclass(frozen=True)
 class Deadline:
     """An absolute point in ``time.monotonic()`` time."""
@@ -77,6 +84,10 @@ class Deadline:
 
     def remaining(self) -> float:
         return max(0.0, self.at - time.monotonic())
+
+    def inner(self, margin: float = REPORT_MARGIN) -> Deadline:
+        """This deadline less ``margin``, at most a quarter of the time left (REPORT_MARGIN)."""
+        return Deadline(self.at - min(margin, self.remaining() / 4))
 
     def expired(self) -> bool:
         return self.remaining() <= 0.0

@@ -55,9 +55,16 @@ from ..config import (
 from ..metrics import PREFIX, single, ts
 from ..settings.problems import refusal
 from ..transport import HTTPStatusError
-from .base import CollectorDocs, CollectorError, CollectorUnit, Deadline, FailureKind
+from .base import (
+    REPORT_MARGIN,
+    CollectorDocs,
+    CollectorError,
+    CollectorUnit,
+    Deadline,
+    FailureKind,
+)
 from .failures import classify
-from .httpjson import REPORT_MARGIN, inner_deadline, new_client, request_json
+from .httpjson import new_client, request_json
 
 if TYPE_CHECKING:
     import httpx  # imported by transport.new_client (transport.py's module doc)
@@ -235,7 +242,7 @@ class CloudCollector(CollectorUnit[CloudData, CloudConfig]):
             # Half the margin: a fetch cut at this probe's deadline reports first, with its
             # own reason.
             return await asyncio.wait_for(
-                asyncio.shield(task), inner_deadline(deadline, REPORT_MARGIN / 2).remaining())
+                asyncio.shield(task), deadline.inner(REPORT_MARGIN / 2).remaining())
         except TimeoutError:
             # Logged (by the probe) for the probe that started the fetch only: the others
             # would repeat it once per target.
@@ -249,7 +256,7 @@ class CloudCollector(CollectorUnit[CloudData, CloudConfig]):
         self, entry: _Entry, config: CloudConfig, deadline: Deadline
     ) -> _Fetched:
         try:
-            servers = await self._fetch(entry, config, inner_deadline(deadline))
+            servers = await self._fetch(entry, config, deadline.inner())
             fetched = _Fetched(servers, None, datetime.now(UTC), time.monotonic())
             log.info(
                 "Citrix Cloud License Server list fetched",

@@ -60,7 +60,7 @@ from ..settings.problems import refusal
 from ..transport import HTTPStatusError
 from .base import CollectorDocs, CollectorError, CollectorUnit, Deadline, FailureKind
 from .failures import classify
-from .httpjson import inner_deadline, new_client, request_json
+from .httpjson import new_client, request_json
 
 if TYPE_CHECKING:
     import httpx  # imported by transport.new_client (transport.py's module doc)
@@ -290,7 +290,7 @@ class ControllerCollector(CollectorUnit[ControllerData, ControllerConfig]):
             )
         failures: list[str] = []
         kinds: list[FailureKind] = []
-        deadline = inner_deadline(deadline)
+        deadline = deadline.inner()  # the request's reason reaches the probe first
         async with new_client(config.tls) as client:
             for base in target.controllers:
                 session = _Session(self, client, base, config, deadline)

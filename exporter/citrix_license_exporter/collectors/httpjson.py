@@ -19,16 +19,6 @@ from .base import Deadline, FailureKind
 if TYPE_CHECKING:
     import httpx  # imported by transport.new_client (transport.py's module doc)
 
-#: The transport cuts a request this long (at most a quarter of the time left) before the
-#: probe's deadline, so that the collector's reason, naming the request and where it stood,
-#: reaches the probe before the probe's own cut (which only says "deadline exceeded").
-REPORT_MARGIN = 0.1
-
-
-def inner_deadline(deadline: Deadline, margin: float = REPORT_MARGIN) -> Deadline:
-    return Deadline(deadline.at - min(margin, deadline.remaining() / 4))
-
-
 @dataclass(frozen=True)
 class JSONAnswer:
     status: int

@@ -39,11 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The checks end this long before the probe deadline, so that a partial result (ports up, the
-#: certificate not read because the handshake stalled) reaches the probe before it stops waiting.
-RESULT_MARGIN = 0.1
-
-
 @dataclass(frozen=True)
 class PortCheck:
     name: str  # license_manager, vendor_daemon, web_services
@@ -303,7 +298,7 @@ class NetworkCollector(CollectorUnit[NetworkData, ProbeConfig]):
         self, target: TargetConfig, module: ModuleConfig, deadline: Deadline
     ) -> NetworkData:
         # A partial result (ports up, the handshake stalled) must reach the probe in time.
-        inner = Deadline(deadline.at - min(RESULT_MARGIN, deadline.remaining() / 4))
+        inner = deadline.inner()
         ports = {name: target.port(module, name) for name in module.probe.ports}
         tls_name = module.probe.tls_port
         found: dict[str, PortCheck] = {}
